@@ -1,0 +1,55 @@
+# The README's two commands: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LUXFACT_PORT ?= 8000
+LUXFACT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export LUXFACT_TEST_POSTGRES_URL
+
+.PHONY: run test install lint test-sqlite test-postgres bench clean
+
+# Re-install whenever the project's dependency files change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/luxfact db upgrade
+	$(BIN)/luxfact tenants sync
+	$(BIN)/luxfact demo
+	@echo
+	@echo "Luxfact is starting on http://127.0.0.1:$(LUXFACT_PORT)/"
+	@echo "  API:    http://127.0.0.1:$(LUXFACT_PORT)/api/v1/  (Authorization: Bearer <a demo key above>)"
+	@echo "  Health: http://127.0.0.1:$(LUXFACT_PORT)/readyz"
+	@echo
+	$(BIN)/luxfact serve --port $(LUXFACT_PORT)
+
+lint: install
+	$(BIN)/ruff check .
+
+test-sqlite: install
+	LUXFACT_TEST_DB=sqlite $(BIN)/pytest -q
+
+# Runs only when a PostgreSQL answers; otherwise says so, loudly and last.
+test-postgres: install
+	@if $(BIN)/python -m luxfact.db.reachable "$(LUXFACT_TEST_POSTGRES_URL)"; then \
+		echo "== PostgreSQL run ($(LUXFACT_TEST_POSTGRES_URL))"; \
+		LUXFACT_TEST_DB=postgres $(BIN)/pytest -q; \
+	else \
+		echo; \
+		echo "!! PostgreSQL run SKIPPED: no PostgreSQL answers at $(LUXFACT_TEST_POSTGRES_URL)"; \
+		echo "!! (set LUXFACT_TEST_POSTGRES_URL, or start one, to run the suite on it)"; \
+	fi
+
+test: lint test-sqlite test-postgres
+
+bench: install
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache tests/artifacts

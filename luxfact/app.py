@@ -1,0 +1,99 @@
+"""The ASGI application: `create_app(settings)`."""
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from sqlalchemy import exc as sa_exc
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from luxfact.db.engine import Database
+from luxfact.kit import logging as luxlog
+from luxfact.kit import problems
+from luxfact.kit.errors import LuxfactError, ServiceUnavailable
+from luxfact.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from luxfact.routes import routes
+from luxfact.settings import Settings, load_settings
+
+log = logging.getLogger("luxfact.app")
+
+
+class State(TypedDict):
+    settings: Settings
+    db: Database
+    tenant_slugs: dict[uuid.UUID, str]
+
+
+async def _luxfact_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LuxfactError)
+    return problems.from_error(exc, request.url.path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed")}
+    code, title = titles.get(exc.status_code, ("http-error", "HTTP error"))
+    return problems.problem(exc.status_code, code, title, str(exc.detail),
+                            instance=request.url.path, headers=exc.headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is down or unreachable: 503, and the transaction was rolled back."""
+    log.warning("database unavailable: %s", type(exc).__name__)
+    error = ServiceUnavailable("The database is not reachable; nothing was changed. Retry later.",
+                               headers={"Retry-After": "5"})
+    return problems.from_error(error, request.url.path)
+
+
+# Errors that mean "the database cannot be reached", as opposed to a bug.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        db = Database(settings.effective_app_database_url, pool_size=settings.db_pool_size,
+                      tenant_setting_mode=settings.tenant_setting_mode)
+        try:
+            yield {"settings": settings, "db": db, "tenant_slugs": {}}
+        finally:
+            await db.dispose()
+
+    handlers = {
+        LuxfactError: _luxfact_error,
+        HTTPException: _http_error,
+        **{cls: _database_unavailable for cls in DATABASE_UNAVAILABLE},
+    }
+    app = Starlette(
+        routes=routes(),
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers=handlers,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    return app
+
+
+def app_factory() -> Starlette:
+    """For `uvicorn --factory` and `luxfact serve`: settings from the environment."""
+    settings = load_settings()
+    luxlog.configure(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,35 @@
+"""Writing the audit trail, inside the transaction of what it records."""
+
+import uuid
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.models import AuditEvent
+from luxfact.kit import context
+
+
+async def record(
+    session: AsyncSession,
+    action: str,
+    object_type: str,
+    object_id: uuid.UUID | str,
+    details: dict[str, Any] | None = None,
+    *,
+    tenant_id: uuid.UUID | None = None,
+) -> AuditEvent:
+    info = context.current()
+    tenant = tenant_id or info.tenant_id
+    if tenant is None:
+        raise RuntimeError("audit event outside any tenant")
+    event = AuditEvent(
+        tenant_id=tenant,
+        actor=info.actor or "system",
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        request_id=info.request_id,
+        details=details or {},
+    )
+    session.add(event)
+    return event

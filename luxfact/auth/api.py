@@ -1,0 +1,53 @@
+"""The administrator's API for users and API keys of their hospital."""
+
+from starlette.responses import Response
+
+from luxfact.auth import service
+from luxfact.auth.repository import AuthRepository
+from luxfact.auth.roles import Role
+from luxfact.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, UserIn, UserOut
+from luxfact.http.endpoint import Ctx, endpoint, json_response
+
+
+@endpoint(Role.admin)
+async def list_api_keys(ctx: Ctx) -> Response:
+    keys = await AuthRepository(ctx.session, ctx.tenant_id).keys()
+    items = [ApiKeyOut.model_validate(k, from_attributes=True).model_dump(mode="json")
+             for k in keys]
+    return json_response({"items": items, "next_cursor": None})
+
+
+@endpoint(Role.admin)
+async def create_api_key(ctx: Ctx) -> Response:
+    data = await ctx.body(ApiKeyIn)
+    api_key, clear = await service.create_api_key(
+        ctx.session, ctx.tenant_id, name=data.name, role=data.role,
+        created_by=ctx.principal.actor,
+    )
+    out = ApiKeyCreated(**ApiKeyOut.model_validate(api_key, from_attributes=True).model_dump(),
+                        key=clear)
+    return json_response(out, 201, headers={"Cache-Control": "no-store"})
+
+
+@endpoint(Role.admin)
+async def revoke_api_key(ctx: Ctx) -> Response:
+    api_key = await service.revoke_api_key(ctx.session, ctx.tenant_id, ctx.path_uuid("key_id"))
+    return json_response(ApiKeyOut.model_validate(api_key, from_attributes=True))
+
+
+@endpoint(Role.admin)
+async def list_users(ctx: Ctx) -> Response:
+    users = await AuthRepository(ctx.session, ctx.tenant_id).users()
+    items = [UserOut.model_validate(u, from_attributes=True).model_dump(mode="json")
+             for u in users]
+    return json_response({"items": items, "next_cursor": None})
+
+
+@endpoint(Role.admin)
+async def create_user(ctx: Ctx) -> Response:
+    data = await ctx.body(UserIn)
+    user = await service.create_user(
+        ctx.session, ctx.tenant_id, email=data.email, role=data.role, password=data.password,
+        display_name=data.display_name, language=data.language,
+    )
+    return json_response(UserOut.model_validate(user, from_attributes=True), 201)

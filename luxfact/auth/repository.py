@@ -1,0 +1,43 @@
+"""Queries of users and API keys, always within the current tenant."""
+
+import uuid
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.auth.models import ApiKey, User
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        query = select(ApiKey).where(
+            ApiKey.tenant_id == self.tenant_id,
+            ApiKey.key_hash == key_hash,
+            col(ApiKey.revoked_at).is_(None),
+        )
+        return (await self.session.exec(query)).first()
+
+    async def key(self, key_id: uuid.UUID) -> ApiKey | None:
+        query = select(ApiKey).where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)
+        return (await self.session.exec(query)).first()
+
+    async def keys(self) -> list[ApiKey]:
+        query = (select(ApiKey).where(ApiKey.tenant_id == self.tenant_id)
+                 .order_by(col(ApiKey.created_at).desc()))
+        return list((await self.session.exec(query)).all())
+
+    async def user(self, user_id: uuid.UUID) -> User | None:
+        query = select(User).where(User.tenant_id == self.tenant_id, User.id == user_id)
+        return (await self.session.exec(query)).first()
+
+    async def user_by_email(self, email: str) -> User | None:
+        query = select(User).where(User.tenant_id == self.tenant_id, User.email == email.lower())
+        return (await self.session.exec(query)).first()
+
+    async def users(self) -> list[User]:
+        query = select(User).where(User.tenant_id == self.tenant_id).order_by(col(User.email))
+        return list((await self.session.exec(query)).all())

@@ -1,0 +1,72 @@
+"""What every command shares: settings, the owner's database, clear failures."""
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.db.engine import Database
+from luxfact.kit import context
+from luxfact.kit.errors import LuxfactError
+from luxfact.settings import Settings, SettingsError, load_settings
+from luxfact.tenancy.models import Tenant
+from luxfact.tenancy.service import get_tenant
+
+# soft_wrap: a message is one line however narrow the terminal (tests and logs grep them).
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; expected failures become one clear line and exit 1."""
+    from luxfact.app import DATABASE_UNAVAILABLE
+
+    try:
+        return asyncio.run(coro)
+    except LuxfactError as exc:
+        fail(exc.detail)
+    except DATABASE_UNAVAILABLE as exc:
+        fail(f"cannot reach the database: {describe_db_error(exc)}")
+
+
+def describe_db_error(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}".strip()
+
+
+@asynccontextmanager
+async def owner_db(config: Settings) -> AsyncIterator[Database]:
+    db = Database(config.database_url, pool_size=2,
+                  tenant_setting_mode=config.tenant_setting_mode)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
+async def as_tenant(db: Database, slug: str) -> AsyncIterator[tuple[AsyncSession, Tenant]]:
+    """A transaction acting for one tenant: find it first, then set it, then work."""
+    async with db.transaction() as session:
+        tenant = await get_tenant(session, slug)
+    with context.tenant_scope(tenant.id, actor="cli"):
+        context.current().tenant_slug = slug
+        async with db.transaction() as session:
+            yield session, tenant

@@ -1,0 +1,56 @@
+"""`luxfact demo`: the demo logins and keys that `make run` prints, created idempotently."""
+
+
+from luxfact.auth import credentials, service
+from luxfact.auth.repository import AuthRepository
+from luxfact.auth.roles import Role
+from luxfact.cli.common import as_tenant, owner_db
+from luxfact.db.engine import Database
+from luxfact.settings import Settings
+from luxfact.tenancy.repository import TenantRepository
+
+DEMO_PREFIX = "demo-"
+
+
+def demo_password(slug: str, role: Role) -> str:
+    return f"{slug}-{role.value}"
+
+
+def demo_email(slug: str, role: Role) -> str:
+    return f"{role.value}@{slug}.lu"
+
+
+async def seed_demo(config: Settings) -> list[dict[str, str]]:
+    """Demo users and keys, one per role, for every tenant whose slug starts with `demo-`.
+
+    Keys are derived from the secret key, so a second run shows the same keys without
+    storing them anywhere in clear.
+    """
+    rows: list[dict[str, str]] = []
+    async with owner_db(config) as db:
+        async with db.transaction() as session:
+            slugs = [t.slug for t in await TenantRepository(session).all()
+                     if t.slug.startswith(DEMO_PREFIX)]
+        for slug in slugs:
+            rows.extend(await _seed_tenant(db, config, slug))
+    return rows
+
+
+async def _seed_tenant(db: Database, config: Settings, slug: str) -> list[dict[str, str]]:
+    rows = []
+    async with as_tenant(db, slug) as (session, tenant):
+        repo = AuthRepository(session, tenant.id)
+        for role in Role:
+            email = demo_email(slug, role)
+            if await repo.user_by_email(email) is None:
+                await service.create_user(session, tenant.id, email=email, role=role,
+                                          password=demo_password(slug, role),
+                                          display_name=f"Demo {role.value}")
+            secret = credentials.derived_secret(config.secret_key, f"demo-key:{slug}:{role}")
+            clear = credentials.new_api_key(tenant.id, secret)
+            if await repo.key_by_hash(credentials.hash_api_key(clear)) is None:
+                await service.create_api_key(session, tenant.id, name=f"demo {role.value}",
+                                             role=role, created_by="demo", secret=secret)
+            rows.append({"tenant": slug, "role": role.value, "email": email,
+                         "password": demo_password(slug, role), "api_key": clear})
+    return rows

@@ -1,0 +1,41 @@
+"""The `luxfact` command."""
+
+import typer
+from rich.table import Table
+
+from luxfact.cli import db, tenants, users
+from luxfact.cli.common import console, run, settings
+from luxfact.cli.demo import seed_demo
+from luxfact.cli.serve import serve
+
+app = typer.Typer(help="Luxfact: hospital admission and billing.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.command()(serve)
+app.add_typer(db.app, name="db")
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(users.users_app, name="users")
+app.add_typer(users.keys_app, name="apikeys")
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo users and API keys (idempotent) and show them."""
+    config = settings()
+    rows = run(seed_demo(config))
+    if not rows:
+        console.print("no demo tenant (slug 'demo-...'): run `luxfact tenants sync` first")
+        return
+    table = Table(title="Demo logins (for the demo hospitals only)")
+    for column in ("tenant", "role", "email", "password"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(row["tenant"], row["role"], row["email"], row["password"])
+    console.print(table)
+    console.print("Demo API keys (Authorization: Bearer <key>):")
+    for row in rows:
+        # Plain print: a key must never be wrapped or styled, it is meant to be copied.
+        print(f"  {row['tenant']:<10} {row['role']:<12} {row['api_key']}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,110 @@
+"""Engines and sessions, and the hook that tells PostgreSQL which hospital is asking.
+
+The tenant comes from the request context (`luxfact.kit.context`). On PostgreSQL it is set
+for each transaction, so a pooled connection never carries one request's tenant into another;
+row-level security policies read it back. No tenant set means no tenant-owned row is visible.
+"""
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.kit import context
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def tenant_setting_sql(tenant_id: uuid.UUID | None, mode: str) -> list[tuple[str, dict[str, Any]]]:
+    """The statements that put the tenant into the current transaction.
+
+    `set_config` binds the value as a parameter. Citus does not pass `set_config` on to its
+    workers, so there the value goes as a `SET LOCAL` literal, which is why it is validated
+    as a UUID first (no other text can reach the statement).
+    """
+    value = str(tenant_id) if tenant_id else ""
+    if mode == "citus":
+        if value and not _UUID.match(value):
+            raise ValueError("tenant id is not a UUID")
+        return [
+            ("SET LOCAL citus.propagate_set_commands = 'local'", {}),
+            (f"SET LOCAL app.tenant_id = '{value}'", {}),
+        ]
+    return [("SELECT set_config('app.tenant_id', :tenant, true)", {"tenant": value})]
+
+
+class TenantSession(Session):
+    """The sync session class behind every AsyncSession; carries the tenant hook."""
+
+    tenant_setting_mode = "set_config"
+
+
+@event.listens_for(TenantSession, "after_begin")
+def _set_tenant(session: Session, transaction: Any, connection: Connection) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    mode = session.info.get("tenant_setting_mode", "set_config")
+    for sql, params in tenant_setting_sql(context.current_tenant_id(), mode):
+        connection.execute(text(sql), params)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        # Fail fast when the database is unreachable: the request gets a 503, not a hang.
+        connect_args={"timeout": 5, "command_timeout": 60},
+        **kwargs,
+    )
+
+
+class Database:
+    """One engine and its session factory, built in the lifespan (or by a CLI command)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, tenant_setting_mode: str = "set_config"):
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.tenant_setting_mode = tenant_setting_mode
+        self.sessionmaker = async_sessionmaker(
+            self.engine,
+            class_=AsyncSession,
+            sync_session_class=TenantSession,
+            expire_on_commit=False,
+            info={"tenant_setting_mode": tenant_setting_mode},
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits when the block ends normally, rolls back otherwise."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,50 @@
+"""Schema migrations: `luxfact db upgrade` and the readiness check's "at head" test."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from luxfact.db import rls
+from luxfact.db.engine import make_engine
+from luxfact.settings import Settings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Migrate as the owner, then (PostgreSQL) make sure the app role exists with its grants."""
+    if settings.database_url.startswith("sqlite"):
+        path = settings.database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            def _upgrade(sync_conn):  # type: ignore[no-untyped-def]
+                config = alembic_config(settings.database_url)
+                config.attributes["connection"] = sync_conn
+                command.upgrade(config, revision)
+                rls.ensure_app_role(sync_conn, settings.app_role, settings.app_role_password)
+
+            await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,13 @@
+"""Imports every table module so the metadata is complete (migrations, tests)."""
+
+from luxfact.audit.models import AuditEvent
+from luxfact.auth.models import ApiKey, User
+from luxfact.db.base import metadata
+from luxfact.tenancy.models import Tenant
+
+__all__ = ["ApiKey", "AuditEvent", "Tenant", "User", "metadata"]
+
+
+def tenant_owned_tables() -> list[str]:
+    """Every table with a `tenant_id` column: each must be under row-level security."""
+    return sorted(t.name for t in metadata.sorted_tables if "tenant_id" in t.columns)

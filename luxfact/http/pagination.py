@@ -1,0 +1,49 @@
+"""Cursor pagination: an opaque cursor holding the sort key of the last item returned.
+
+Cursors survive inserts between pages (no skipped or repeated items, unlike offsets) and are
+signed-free on purpose: they carry only a sort position, never anything the client could not
+see already, and every query still filters by tenant.
+"""
+
+import base64
+import json
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from luxfact.kit.errors import ValidationFailed
+
+T = TypeVar("T")
+
+
+class PageQuery(BaseModel):
+    cursor: str | None = Field(default=None, max_length=500)
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def bad_cursor() -> ValidationFailed:
+    return ValidationFailed(errors=[{"field": "query.cursor",
+                                     "reason": "not a cursor returned by this list"}])
+
+
+def encode_cursor(position: list[Any]) -> str:
+    raw = json.dumps(position, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        position = None
+    if not isinstance(position, list) or len(position) != size:
+        raise bad_cursor()
+    return position

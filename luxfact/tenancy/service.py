@@ -1,0 +1,81 @@
+"""Tenants from their files: create or update, idempotently, all or nothing."""
+
+from dataclasses import dataclass, field
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.kit.errors import NotFound
+from luxfact.kit.time import utcnow
+from luxfact.tenancy.config import TenantConfig
+from luxfact.tenancy.models import Tenant
+from luxfact.tenancy.repository import TenantRepository
+
+
+@dataclass
+class TenantChange:
+    slug: str
+    outcome: str  # "created", "updated", "unchanged"
+    fields: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if self.outcome == "updated":
+            return f"{self.slug}: updated ({', '.join(self.fields)})"
+        return f"{self.slug}: {self.outcome}"
+
+
+def _columns(config: TenantConfig) -> dict[str, object]:
+    data = config.data
+    return {
+        "legal_name": data.legal_name,
+        "cns_provider_code": data.cns_provider_code,
+        "iban": data.iban,
+        "bic": data.bic,
+        "invoice_number_pattern": data.invoices.number_pattern,
+        "credit_note_number_pattern": data.invoices.credit_note_pattern,
+        "default_language": data.languages.default,
+        "timezone": data.timezone,
+        "config": config.stored_config(),
+        "config_hash": config.config_hash(),
+    }
+
+
+def _changed_fields(old: dict[str, object], new: dict[str, object], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_changed_fields(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(prefix + key)
+    return out
+
+
+async def sync_tenants(session: AsyncSession, configs: list[TenantConfig]) -> list[TenantChange]:
+    """Apply validated tenant files. The caller's transaction makes it all or nothing."""
+    repo = TenantRepository(session)
+    changes = []
+    for config in configs:
+        columns = _columns(config)
+        tenant = await repo.by_slug(config.slug)
+        if tenant is None:
+            session.add(Tenant(slug=config.slug, **columns))  # type: ignore[arg-type]
+            changes.append(TenantChange(config.slug, "created"))
+            continue
+        if tenant.config_hash == columns["config_hash"]:
+            changes.append(TenantChange(config.slug, "unchanged"))
+            continue
+        fields = _changed_fields(tenant.config, columns["config"])  # type: ignore[arg-type]
+        for name, value in columns.items():
+            setattr(tenant, name, value)
+        tenant.updated_at = utcnow()
+        session.add(tenant)
+        changes.append(TenantChange(config.slug, "updated", fields))
+    await session.flush()
+    return changes
+
+
+async def get_tenant(session: AsyncSession, slug: str) -> Tenant:
+    tenant = await TenantRepository(session).by_slug(slug)
+    if tenant is None:
+        raise NotFound(f"No tenant {slug!r}: run `luxfact tenants sync` or check the slug.")
+    return tenant

@@ -1,0 +1,169 @@
+"""Test harness: one fresh database per run, on SQLite or PostgreSQL.
+
+`LUXFACT_TEST_DB=postgres` runs the suite on a new PostgreSQL database created from
+`LUXFACT_TEST_POSTGRES_URL` and dropped at the end; otherwise a new SQLite file. Migrations
+run once, exactly as `luxfact db upgrade` runs them, and the app connects as the application
+role (row-level security applies to it on PostgreSQL).
+
+Tests stay independent by working in hospitals of their own: every `hospitals` fixture makes
+two new tenants with fresh keys. The tests therefore run against real commits, which the
+concurrency, locking and crash tests need anyway, instead of a transaction rolled back.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.engine import make_url
+
+from luxfact.app import create_app
+from luxfact.auth import service as auth_service
+from luxfact.auth.roles import Role
+from luxfact.db import migrate
+from luxfact.db.engine import Database
+from luxfact.kit import context
+from luxfact.settings import Settings, load_settings
+from luxfact.tenancy.config import TenantConfig, TenantFile
+from luxfact.tenancy.repository import TenantRepository
+from luxfact.tenancy.service import sync_tenants
+
+BACKEND = os.environ.get("LUXFACT_TEST_DB", "sqlite")
+POSTGRES_URL = os.environ.get(
+    "LUXFACT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_ROLE = "luxfact_test_app"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BACKEND == "postgres":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (LUXFACT_TEST_DB=postgres)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
+    tmp = tmp_path_factory.mktemp("luxfact")
+    common = {
+        "environment": "test",
+        "secret_key": "test-secret-key-0123456789",
+        "documents_dir": tmp / "documents",
+        "tenants_dir": REPO / "tenants",
+        "max_body_bytes": 64 * 1024,
+    }
+    if BACKEND != "postgres":
+        config = load_settings(database_url=f"sqlite+aiosqlite:///{tmp / 'test.db'}", **common)
+        await migrate.upgrade(config)
+        yield config
+        return
+    name = f"luxfact_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    owner_url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    config = load_settings(database_url=owner_url, app_role=TEST_ROLE, **common)
+    await migrate.upgrade(config)
+    yield config
+    admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def owner_db(settings: Settings) -> AsyncIterator[Database]:
+    """The owner's connection, for arranging data the way the CLI would."""
+    db = Database(settings.database_url, pool_size=4)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings)
+    async with LifespanManager(application) as manager:
+        yield manager.app
+
+
+@pytest.fixture(scope="session")
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+def tenant_file(slug: str, **overrides: object) -> TenantConfig:
+    data: dict[str, object] = {
+        "legal_name": f"Hôpital {slug}",
+        "cns_provider_code": "90000017",
+        "iban": "LU280019400644750000",
+        "bic": "BCEELULL",
+        "address": {"street": "1, rue Test", "postal_code": "L-1000", "city": "Luxembourg"},
+        "invoices": {"number_pattern": "T-{year}-{seq:06}",
+                     "credit_note_pattern": "TC-{year}-{seq:06}"},
+    }
+    data.update(overrides)
+    return TenantConfig(slug, Path(f"{slug}.toml"), TenantFile.model_validate(data))
+
+
+@dataclass
+class Hospital:
+    slug: str
+    id: uuid.UUID
+    keys: dict[Role, str] = field(default_factory=dict)
+
+    def auth(self, role: Role | str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[Role(role)]}"}
+
+
+@dataclass
+class Hospitals:
+    a: Hospital
+    b: Hospital
+
+
+async def make_hospital(db: Database, prefix: str = "h") -> Hospital:
+    slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    async with db.transaction() as session:
+        await sync_tenants(session, [tenant_file(slug)])
+        tenant = await TenantRepository(session).by_slug(slug)
+    assert tenant is not None
+    hospital = Hospital(slug, tenant.id)
+    with context.tenant_scope(tenant.id, actor="test"):
+        async with db.transaction() as session:
+            for role in Role:
+                _, clear = await auth_service.create_api_key(
+                    session, tenant.id, name=f"test {role.value}", role=role)
+                hospital.keys[role] = clear
+    return hospital
+
+
+@pytest.fixture
+async def hospitals(owner_db: Database) -> Hospitals:
+    """Two hospitals, each with a key per role: the personas of every endpoint test."""
+    return Hospitals(await make_hospital(owner_db, "a"), await make_hospital(owner_db, "b"))
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
+    yield {
+        "LUXFACT_DATABASE_URL": settings.database_url,
+        "LUXFACT_APP_ROLE": settings.app_role,
+        "LUXFACT_SECRET_KEY": settings.secret_key,
+    }
