@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
-from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from luxfact.db.engine import Database
+from luxfact.db.errors import DATABASE_UNAVAILABLE
 from luxfact.kit import logging as luxlog
 from luxfact.kit import problems
 from luxfact.kit.errors import LuxfactError, ServiceUnavailable
@@ -51,16 +51,6 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     return problems.from_error(error, request.url.path)
 
 
-# Errors that mean "the database cannot be reached", as opposed to a bug.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

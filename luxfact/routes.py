@@ -5,6 +5,7 @@ from starlette.routing import BaseRoute, Route
 from luxfact.audit import api as audit_api
 from luxfact.auth import api as auth_api
 from luxfact.health import api as health_api
+from luxfact.tariffs import api as tariffs_api
 
 API = "/api/v1"
 
@@ -19,4 +20,6 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/api-keys/{{key_id}}/revoke", auth_api.revoke_api_key, methods=["POST"]),
         Route(f"{API}/users", auth_api.list_users, methods=["GET"]),
         Route(f"{API}/users", auth_api.create_user, methods=["POST"]),
+        Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
+        Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
     ]

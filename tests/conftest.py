@@ -87,6 +87,20 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
 
 
 @pytest.fixture(scope="session")
+async def catalogue(owner_db: "Database") -> None:
+    """The demo tariff package, loaded once (the catalogue is national: shared by all)."""
+    from luxfact.cli.tariffs import DEMO_PACKAGE
+    from luxfact.tariffs import service as tariffs
+    from luxfact.tariffs.package import read_package
+
+    package = read_package(DEMO_PACKAGE)
+    async with owner_db.transaction() as session:
+        changes = await tariffs.diff(session, package)
+        if not changes.empty:
+            await tariffs.apply(session, package, changes)
+
+
+@pytest.fixture(scope="session")
 async def owner_db(settings: Settings) -> AsyncIterator[Database]:
     """The owner's connection, for arranging data the way the CLI would."""
     db = Database(settings.database_url, pool_size=4)

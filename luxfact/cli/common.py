@@ -10,6 +10,7 @@ from rich.console import Console
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.db.engine import Database
+from luxfact.db.errors import DATABASE_UNAVAILABLE
 from luxfact.kit import context
 from luxfact.kit.errors import LuxfactError
 from luxfact.settings import Settings, SettingsError, load_settings
@@ -36,8 +37,6 @@ def settings() -> Settings:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; expected failures become one clear line and exit 1."""
-    from luxfact.app import DATABASE_UNAVAILABLE
-
     try:
         return asyncio.run(coro)
     except LuxfactError as exc:

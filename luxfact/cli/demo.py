@@ -53,4 +53,35 @@ async def _seed_tenant(db: Database, config: Settings, slug: str) -> list[dict[s
                                              role=role, created_by="demo", secret=secret)
             rows.append({"tenant": slug, "role": role.value, "email": email,
                          "password": demo_password(slug, role), "api_key": clear})
+        await _seed_prices(session, config, tenant.id, slug)
     return rows
+
+
+async def _seed_prices(session, config: Settings, tenant_id, slug: str) -> None:  # type: ignore[no-untyped-def]
+    """`tenants/<slug>-prices.csv`, when the hospital has no price list yet."""
+    from luxfact.tariffs.package import read_hospital_prices
+    from luxfact.tariffs.repository import TariffRepository
+    from luxfact.tariffs.service import replace_hospital_prices
+
+    path = config.tenants_dir / f"{slug}-prices.csv"
+    if not path.is_file() or await TariffRepository(session).tenant_prices(tenant_id):
+        return
+    rows, problems = read_hospital_prices(path)
+    if problems:
+        raise ValueError("; ".join(str(p) for p in problems))
+    await replace_hospital_prices(session, tenant_id, rows)
+
+
+async def seed_demo_tariffs(config: Settings) -> str:
+    """The demo tariff package, only on a catalogue never imported (a real one is kept)."""
+    from luxfact.cli.tariffs import DEMO_PACKAGE, import_package
+    from luxfact.tariffs.package import read_package
+    from luxfact.tariffs.repository import TariffRepository
+
+    async with owner_db(config) as db, db.transaction() as session:
+        if await TariffRepository(session).version():
+            return "tariffs: catalogue already loaded, kept as it is"
+    package = read_package(DEMO_PACKAGE)
+    assert not package.problems, package.problems
+    return "tariffs: " + await import_package(config, package, dry_run=False, yes=True,
+                                             show_diff=False)

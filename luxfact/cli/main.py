@@ -3,15 +3,16 @@
 import typer
 from rich.table import Table
 
-from luxfact.cli import db, tenants, users
+from luxfact.cli import db, tariffs, tenants, users
 from luxfact.cli.common import console, run, settings
-from luxfact.cli.demo import seed_demo
+from luxfact.cli.demo import seed_demo, seed_demo_tariffs
 from luxfact.cli.serve import serve
 
 app = typer.Typer(help="Luxfact: hospital admission and billing.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.command()(serve)
 app.add_typer(db.app, name="db")
+app.add_typer(tariffs.app, name="tariffs")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(users.users_app, name="users")
 app.add_typer(users.keys_app, name="apikeys")
@@ -19,8 +20,10 @@ app.add_typer(users.keys_app, name="apikeys")
 
 @app.command()
 def demo() -> None:
-    """Seed the demo users and API keys (idempotent) and show them."""
+    """Seed the demo tariffs (on an empty catalogue), users and API keys, idempotently,
+    and show the logins."""
     config = settings()
+    console.print(run(seed_demo_tariffs(config)))
     rows = run(seed_demo(config))
     if not rows:
         console.print("no demo tenant (slug 'demo-...'): run `luxfact tenants sync` first")

@@ -3,9 +3,24 @@
 from luxfact.audit.models import AuditEvent
 from luxfact.auth.models import ApiKey, User
 from luxfact.db.base import metadata
+from luxfact.tariffs.models import (
+    TariffAct,
+    TariffCote,
+    TariffImport,
+    TariffKeyLetter,
+    TariffModifier,
+    TariffNomenclature,
+    TariffParameter,
+    TariffRule,
+    TenantPrice,
+)
 from luxfact.tenancy.models import Tenant
 
-__all__ = ["ApiKey", "AuditEvent", "Tenant", "User", "metadata"]
+__all__ = [
+    "ApiKey", "AuditEvent", "TariffAct", "TariffCote", "TariffImport", "TariffKeyLetter",
+    "TariffModifier", "TariffNomenclature", "TariffParameter", "TariffRule", "Tenant",
+    "TenantPrice", "User", "metadata",
+]
 
 
 def tenant_owned_tables() -> list[str]:

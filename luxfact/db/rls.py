@@ -38,7 +38,11 @@ def make_append_only(conn: Connection, table: str) -> None:
 
 
 # What the application role may do, table by table; anything not listed gets full DML.
-READ_ONLY_FOR_APP = {"alembic_version"}
+# The national tariff catalogue changes only through `luxfact tariffs import` (the owner).
+READ_ONLY_FOR_APP = {
+    "alembic_version", "tariff_acts", "tariff_cotes", "tariff_imports", "tariff_key_letters",
+    "tariff_modifiers", "tariff_nomenclatures", "tariff_parameters", "tariff_rules",
+}
 INSERT_ONLY_FOR_APP = {"audit_events"}
 
 

@@ -1,0 +1,403 @@
+"""A tariff package: a directory of CSV files, read and checked whole.
+
+Every row is checked; every problem is reported as `file:line: reason` (line 1 is the header),
+and a package with any problem is refused whole. See docs/tariffs.md for the files and columns.
+
+Reading yields the rows of each catalogue table keyed by primary key, ready to be compared
+with the database (`service.diff`) and applied.
+"""
+
+import csv
+import hashlib
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from luxfact.tariffs.catalogue import PARAMETERS
+
+RULES_WITH_VALUE = {"max_per_day", "max_per_stay", "secondary_percent", "min_age", "max_age"}
+RULES = RULES_WITH_VALUE | {"non_cumulable", "specialties"}
+CATEGORIES = {"doctor", "nursing", "hospital", "supplement"}
+_DECIMAL = re.compile(r"^-?\d{1,12}(\.\d{1,8})?$")
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,19}$")
+
+# file name -> (columns, required?)
+FILES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "nomenclatures.csv": (("nomenclature", "label_fr", "label_de", "category"), False),
+    "key_letters.csv": (("key_letter", "basis", "value", "valid_from", "valid_to"), True),
+    "cotes.csv": (("valid_from", "cote"), True),
+    "acts.csv": (("nomenclature", "code", "label_fr", "label_de", "coefficient", "key_letter",
+                  "valid_from", "valid_to"), True),
+    "rules.csv": (("rule", "target", "others", "value", "valid_from", "valid_to"), False),
+    "modifiers.csv": (("modifier", "label_fr", "label_de", "percent", "applies_to",
+                       "patient_only", "valid_from", "valid_to"), False),
+    "parameters.csv": (("parameter", "value", "valid_from", "valid_to"), False),
+}
+
+Key = tuple[Any, ...]
+Row = dict[str, Any]
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class Package:
+    """The rows of each table, keyed by primary key, as the package states them."""
+
+    source: str
+    sha256: str
+    tables: dict[str, dict[Key, Row]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class _FileReader:
+    """Checks one file's rows, collecting problems with their line numbers."""
+
+    def __init__(self, name: str, problems: list[Problem]) -> None:
+        self.name = name
+        self.problems = problems
+        self.line = 1
+
+    def problem(self, reason: str) -> None:
+        self.problems.append(Problem(self.name, self.line, reason))
+
+    def text(self, row: dict[str, str], column: str, *, required: bool = True,
+             max_length: int = 300) -> str:
+        value = (row.get(column) or "").strip()
+        if required and not value:
+            self.problem(f"{column} is empty")
+        elif len(value) > max_length:
+            self.problem(f"{column} is longer than {max_length} characters")
+        return value
+
+    def code(self, row: dict[str, str], column: str) -> str:
+        value = self.text(row, column, max_length=20)
+        if value and not _CODE.match(value):
+            self.problem(f"{column} {value!r} is not a code (A-Z, 0-9, '_.-', up to 20)")
+        return value
+
+    def decimal(self, row: dict[str, str], column: str, *, positive: bool = True,
+                required: bool = True) -> Decimal | None:
+        raw = (row.get(column) or "").strip()
+        if not raw:
+            if required:
+                self.problem(f"{column} is empty")
+            return None
+        if not _DECIMAL.match(raw):
+            self.problem(f"{column} {raw!r} is not a decimal number (digits and a dot)")
+            return None
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            self.problem(f"{column} {raw!r} is not a decimal number")
+            return None
+        if positive and value <= 0:
+            self.problem(f"{column} must be greater than zero")
+        return value
+
+    def day(self, row: dict[str, str], column: str, *, required: bool = True) -> date | None:
+        raw = (row.get(column) or "").strip()
+        if not raw:
+            if required:
+                self.problem(f"{column} is empty")
+            return None
+        try:
+            if not re.match(r"^\d{4}-\d{2}-\d{2}$", raw):
+                raise ValueError
+            return date.fromisoformat(raw)
+        except ValueError:
+            self.problem(f"{column} {raw!r} is not a date (YYYY-MM-DD)")
+            return None
+
+    def period(self, row: dict[str, str]) -> tuple[date | None, date | None]:
+        start = self.day(row, "valid_from")
+        end = self.day(row, "valid_to", required=False)
+        if start and end and end < start:
+            self.problem(f"valid_to {end} is before valid_from {start}")
+        return start, end
+
+
+def _rows(path: Path, columns: tuple[str, ...], reader: _FileReader,
+          progress: Callable[[int], None] | None) -> Iterator[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = csv.DictReader(handle)
+        header = tuple(h.strip() for h in rows.fieldnames or ())
+        missing = [c for c in columns if c not in header]
+        if missing:
+            reader.line = 1
+            reader.problem(f"missing column(s) {', '.join(missing)}; expected {','.join(columns)}")
+            return
+        for count, row in enumerate(rows, 1):
+            reader.line = rows.line_num
+            if None in row:
+                reader.problem("more values than columns")
+                continue
+            yield {k.strip(): v for k, v in row.items() if k}
+            if progress and count % 5000 == 0:
+                progress(5000)
+
+
+def _check_overlaps(reader: _FileReader, periods: dict[Key, list[tuple[date, date | None, int]]],
+                    what: str) -> None:
+    for key, spans in periods.items():
+        spans.sort(key=lambda s: s[0])
+        for (_, end_a, _), (start_b, _, line_b) in itertools.pairwise(spans):
+            if end_a is None or start_b <= end_a:
+                reader.line = line_b
+                name = "/".join(str(k) for k in key)
+                reader.problem(f"{what} {name}: validity overlaps the one before it "
+                               f"(which ends {end_a or 'never'})")
+
+
+def count_rows(directory: Path) -> int:
+    total = 0
+    for name in FILES:
+        path = directory / name
+        if path.is_file():
+            with path.open("rb") as handle:
+                total += max(sum(1 for _ in handle) - 1, 0)
+    return total
+
+
+def read_package(directory: Path, progress: Callable[[int], None] | None = None) -> Package:
+    problems: list[Problem] = []
+    digest = hashlib.sha256()
+    if not directory.is_dir():
+        return Package(str(directory), "", problems=[Problem(str(directory), 0, "not a directory")])
+    for name, (_, required) in FILES.items():
+        path = directory / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+        elif required:
+            problems.append(Problem(name, 0, "file missing from the package"))
+    package = Package(str(directory), digest.hexdigest(), problems=problems)
+    if problems:
+        return package
+    try:
+        _read_all(directory, package, progress)
+    except UnicodeDecodeError as exc:
+        problems.append(Problem("?", 0, f"not UTF-8 text: {exc}"))
+    except csv.Error as exc:
+        problems.append(Problem("?", 0, f"not valid CSV: {exc}"))
+    return package
+
+
+def _read_all(directory: Path, package: Package, progress: Callable[[int], None] | None) -> None:
+    problems = package.problems
+    tables = package.tables
+
+    def each(name: str) -> Iterator[tuple[_FileReader, dict[str, str]]]:
+        path = directory / name
+        if not path.is_file():
+            return
+        reader = _FileReader(name, problems)
+        for row in _rows(path, FILES[name][0], reader, progress):
+            yield reader, row
+
+    nomenclatures: dict[Key, Row] = {}
+    for r, row in each("nomenclatures.csv"):
+        code = r.code(row, "nomenclature")
+        category = r.text(row, "category")
+        if category and category not in CATEGORIES:
+            r.problem(f"category {category!r} is not one of {', '.join(sorted(CATEGORIES))}")
+        if (code,) in nomenclatures:
+            r.problem(f"nomenclature {code} is listed twice")
+        nomenclatures[(code,)] = {"code": code, "label_fr": r.text(row, "label_fr"),
+                                  "label_de": r.text(row, "label_de", required=False),
+                                  "category": category}
+    tables["tariff_nomenclatures"] = nomenclatures
+
+    letters: dict[Key, Row] = {}
+    spans: dict[Key, list[tuple[date, date | None, int]]] = {}
+    letter_reader = _FileReader("key_letters.csv", problems)
+    for r, row in each("key_letters.csv"):
+        letter_reader = r
+        letter = r.code(row, "key_letter")
+        basis = r.text(row, "basis")
+        if basis and basis not in ("eur", "index100"):
+            r.problem(f"basis {basis!r} must be 'eur' or 'index100'")
+        value = r.decimal(row, "value")
+        start, end = r.period(row)
+        if start:
+            if (letter, start) in letters:
+                r.problem(f"key letter {letter} from {start} is listed twice")
+            letters[(letter, start)] = {"key_letter": letter, "valid_from": start,
+                                        "valid_to": end, "basis": basis, "value": value}
+            spans.setdefault((letter,), []).append((start, end, r.line))
+    _check_overlaps(letter_reader, spans, "key letter")
+    tables["tariff_key_letters"] = letters
+    known_letters = {k[0] for k in letters}
+
+    cotes: dict[Key, Row] = {}
+    for r, row in each("cotes.csv"):
+        start = r.day(row, "valid_from")
+        cote = r.decimal(row, "cote")
+        if start:
+            if (start,) in cotes:
+                r.problem(f"a cote from {start} is listed twice")
+            cotes[(start,)] = {"valid_from": start, "cote": cote}
+    tables["tariff_cotes"] = cotes
+
+    acts: dict[Key, Row] = {}
+    spans = {}
+    act_reader = _FileReader("acts.csv", problems)
+    for r, row in each("acts.csv"):
+        act_reader = r
+        nomenclature = r.code(row, "nomenclature")
+        if nomenclatures and nomenclature and (nomenclature,) not in nomenclatures:
+            r.problem(f"unknown nomenclature {nomenclature!r} (not in nomenclatures.csv)")
+        code = r.code(row, "code")
+        letter = r.code(row, "key_letter")
+        if letter and letter not in known_letters:
+            r.problem(f"unknown key letter {letter!r} (not in key_letters.csv)")
+        coefficient = r.decimal(row, "coefficient")
+        start, end = r.period(row)
+        if start and code:
+            if (code, start) in acts:
+                r.problem(f"act {code} from {start} is listed twice")
+            acts[(code, start)] = {
+                "code": code, "valid_from": start, "valid_to": end, "nomenclature": nomenclature,
+                "label_fr": r.text(row, "label_fr"),
+                "label_de": r.text(row, "label_de", required=False),
+                "coefficient": coefficient, "key_letter": letter,
+            }
+            spans.setdefault((code,), []).append((start, end, r.line))
+    _check_overlaps(act_reader, spans, "act")
+    tables["tariff_acts"] = acts
+    known_codes = {k[0] for k in acts}
+
+    def check_targets(r: _FileReader, column: str, values: list[str]) -> None:
+        for value in values:
+            if value == "*":
+                continue
+            if value.startswith("@"):
+                if nomenclatures and (value[1:],) not in nomenclatures:
+                    r.problem(f"{column}: unknown nomenclature {value[1:]!r}")
+            elif value not in known_codes:
+                r.problem(f"{column}: unknown act code {value!r}")
+
+    rules: dict[Key, Row] = {}
+    spans = {}
+    rule_reader = _FileReader("rules.csv", problems)
+    for r, row in each("rules.csv"):
+        rule_reader = r
+        rule = r.text(row, "rule")
+        if rule and rule not in RULES:
+            r.problem(f"unknown rule {rule!r}; known: {', '.join(sorted(RULES))}")
+        target = r.text(row, "target", max_length=30)
+        check_targets(r, "target", [target] if target else [])
+        others = [o.strip() for o in (row.get("others") or "").split("|") if o.strip()]
+        if rule == "non_cumulable":
+            if not others:
+                r.problem("others: non_cumulable needs the codes it excludes")
+            check_targets(r, "others", others)
+        if rule == "specialties" and not others:
+            r.problem("others: specialties needs the specialties allowed")
+        value = r.decimal(row, "value", required=rule in RULES_WITH_VALUE)
+        if rule == "secondary_percent" and value is not None and value > 100:
+            r.problem("value: a secondary-act percentage is at most 100")
+        start, end = r.period(row)
+        if start and rule and target:
+            rules[(rule, target, start)] = {
+                "rule": rule, "target": target, "valid_from": start, "valid_to": end,
+                "others": "|".join(others), "value": value,
+            }
+            spans.setdefault((rule, target), []).append((start, end, r.line))
+    _check_overlaps(rule_reader, spans, "rule")
+    tables["tariff_rules"] = rules
+
+    modifiers: dict[Key, Row] = {}
+    spans = {}
+    modifier_reader = _FileReader("modifiers.csv", problems)
+    for r, row in each("modifiers.csv"):
+        modifier_reader = r
+        code = r.code(row, "modifier")
+        percent = r.decimal(row, "percent", positive=False)
+        if percent is not None and percent <= -100:
+            r.problem("percent: a reduction cannot reach -100 %")
+        applies = [a.strip() for a in (row.get("applies_to") or "").split("|") if a.strip()]
+        if not applies:
+            r.problem("applies_to is empty (use * for every act)")
+        check_targets(r, "applies_to", applies)
+        flag = (row.get("patient_only") or "").strip().lower()
+        if flag not in ("true", "false", ""):
+            r.problem(f"patient_only {flag!r} must be true or false")
+        start, end = r.period(row)
+        if start and code:
+            modifiers[(code, start)] = {
+                "code": code, "valid_from": start, "valid_to": end,
+                "label_fr": r.text(row, "label_fr"),
+                "label_de": r.text(row, "label_de", required=False),
+                "percent": percent, "applies_to": "|".join(applies),
+                "patient_only": flag == "true",
+            }
+            spans.setdefault((code,), []).append((start, end, r.line))
+    _check_overlaps(modifier_reader, spans, "modifier")
+    tables["tariff_modifiers"] = modifiers
+
+    parameters: dict[Key, Row] = {}
+    spans = {}
+    parameter_reader = _FileReader("parameters.csv", problems)
+    for r, row in each("parameters.csv"):
+        parameter_reader = r
+        name = r.text(row, "parameter", max_length=60)
+        if name and name not in PARAMETERS:
+            r.problem(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
+        value = r.decimal(row, "value", positive=False)
+        if value is not None and value < 0:
+            r.problem("value must not be negative")
+        start, end = r.period(row)
+        if start and name:
+            parameters[(name, start)] = {"name": name, "valid_from": start, "valid_to": end,
+                                         "value": value}
+            spans.setdefault((name,), []).append((start, end, r.line))
+    _check_overlaps(parameter_reader, spans, "parameter")
+    tables["tariff_parameters"] = parameters
+
+
+HOSPITAL_PRICE_COLUMNS = ("code", "label_fr", "label_de", "label_en", "amount", "valid_from",
+                          "valid_to")
+
+
+def read_hospital_prices(path: Path) -> tuple[list[Row], list[Problem]]:
+    """A hospital's own price list (comfort items, single-room supplement): one CSV file."""
+    problems: list[Problem] = []
+    if not path.is_file():
+        return [], [Problem(path.name, 0, "file not found")]
+    reader = _FileReader(path.name, problems)
+    rows: dict[Key, Row] = {}
+    spans: dict[Key, list[tuple[date, date | None, int]]] = {}
+    try:
+        for row in _rows(path, HOSPITAL_PRICE_COLUMNS, reader, None):
+            code = reader.code(row, "code")
+            amount = reader.decimal(row, "amount", positive=False)
+            if amount is not None and (amount < 0 or amount != amount.quantize(Decimal("0.01"))):
+                reader.problem("amount must be a non-negative amount in euros with 2 decimals")
+                amount = None
+            start, end = reader.period(row)
+            if code and start and amount is not None:
+                rows[(code, start)] = {
+                    "code": code, "valid_from": start, "valid_to": end,
+                    "label_fr": reader.text(row, "label_fr"),
+                    "label_de": reader.text(row, "label_de", required=False),
+                    "label_en": reader.text(row, "label_en", required=False),
+                    "amount_cents": int(amount * 100),
+                }
+                spans.setdefault((code,), []).append((start, end, reader.line))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        problems.append(Problem(path.name, reader.line, f"unreadable: {exc}"))
+    _check_overlaps(reader, spans, "price")
+    return list(rows.values()), problems

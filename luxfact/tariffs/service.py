@@ -1,0 +1,201 @@
+"""Tariff use cases: compare a package with the catalogue, apply it, build snapshots."""
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.kit.errors import ValidationFailed
+from luxfact.tariffs import catalogue as cat
+from luxfact.tariffs.models import TariffImport, TenantPrice
+from luxfact.tariffs.package import Key, Package, Row
+from luxfact.tariffs.repository import CATALOGUE, TariffRepository
+
+TENANT_NOMENCLATURE = "HOSPITAL-OWN"
+TENANT_KEY_LETTER = "EUR"
+
+
+@dataclass
+class TableDiff:
+    added: list[Key] = field(default_factory=list)
+    changed: list[tuple[Key, list[str]]] = field(default_factory=list)
+    withdrawn: list[Key] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.changed or self.withdrawn)
+
+
+@dataclass
+class PackageDiff:
+    tables: dict[str, TableDiff]
+
+    @property
+    def empty(self) -> bool:
+        return all(d.empty for d in self.tables.values())
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {name: {"added": len(d.added), "changed": len(d.changed),
+                       "withdrawn": len(d.withdrawn)} for name, d in self.tables.items()}
+
+
+def _row_of(model_row: Any, columns: Iterable[str]) -> Row:
+    return {c: getattr(model_row, c) for c in columns}
+
+
+async def diff(session: AsyncSession, package: Package) -> PackageDiff:
+    repo = TariffRepository(session)
+    result: dict[str, TableDiff] = {}
+    for name, (model, key_columns) in CATALOGUE.items():
+        staged = package.tables.get(name, {})
+        columns = list(model.model_fields)
+        current = {tuple(getattr(r, c) for c in key_columns): _row_of(r, columns)
+                   for r in await repo.table(name)}
+        table = TableDiff()
+        for key, row in staged.items():
+            old = current.get(key)
+            if old is None:
+                table.added.append(key)
+            else:
+                fields = [c for c in columns if old.get(c) != row.get(c)]
+                if fields:
+                    table.changed.append((key, fields))
+        table.withdrawn = [k for k in current if k not in staged]
+        table.added.sort(key=str)
+        table.changed.sort(key=lambda item: str(item[0]))
+        table.withdrawn.sort(key=str)
+        result[name] = table
+    return PackageDiff(result)
+
+
+async def apply(session: AsyncSession, package: Package, changes: PackageDiff) -> int:
+    """Apply a checked package in the caller's transaction; returns the new catalogue version.
+
+    Rows are matched by primary key: added rows inserted, changed ones updated, withdrawn ones
+    deleted. Acts already priced are not touched: each priced line keeps a copy of the tariff
+    version it was priced with.
+    """
+    for name, (model, key_columns) in CATALOGUE.items():
+        table = changes.tables[name]
+        staged = package.tables.get(name, {})
+        for key in table.withdrawn:
+            conditions = [getattr(model, c) == v for c, v in zip(key_columns, key, strict=True)]
+            await session.exec(delete(model).where(*conditions))  # type: ignore[call-overload]
+        for key, _ in table.changed:
+            existing = await session.get(model, key)
+            for column, value in staged[key].items():
+                setattr(existing, column, value)
+            session.add(existing)
+        for key in table.added:
+            session.add(model(**staged[key]))
+    record = TariffImport(source=package.source, package_sha256=package.sha256,
+                          summary=changes.summary())
+    session.add(record)
+    await session.flush()
+    _cache.clear()
+    return record.id or 0
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+def build_snapshot(
+    tables: dict[str, list[Any]], tenant_prices: Iterable[TenantPrice] = ()
+) -> cat.TariffSnapshot:
+    acts: dict[str, list[cat.ActVersion]] = {}
+    for r in tables["tariff_acts"]:
+        acts.setdefault(r.code, []).append(cat.ActVersion(
+            r.valid_from, r.valid_to, r.nomenclature, r.code, r.label_fr, r.label_de,
+            r.coefficient, r.key_letter))
+    letters: dict[str, list[cat.KeyLetterValue]] = {}
+    for r in tables["tariff_key_letters"]:
+        letters.setdefault(r.key_letter, []).append(
+            cat.KeyLetterValue(r.valid_from, r.valid_to, r.key_letter, r.basis, r.value))
+    nomenclatures = {r.code: cat.Nomenclature(r.code, r.label_fr, r.label_de, r.category)
+                     for r in tables["tariff_nomenclatures"]}
+    tenant_prices = list(tenant_prices)
+    if tenant_prices:
+        # A hospital's own items: priced in euros (coefficient = amount, key letter EUR = 1)
+        # and always the patient's.
+        nomenclatures[TENANT_NOMENCLATURE] = cat.Nomenclature(
+            TENANT_NOMENCLATURE, "Prestations propres de l'établissement",
+            "Eigene Leistungen des Krankenhauses", "supplement")
+        letters.setdefault(TENANT_KEY_LETTER, [cat.KeyLetterValue(
+            date(1900, 1, 1), None, TENANT_KEY_LETTER, "eur", Decimal("1.0000"))])
+        for p in tenant_prices:
+            acts.setdefault(p.code, []).append(cat.ActVersion(
+                p.valid_from, p.valid_to, TENANT_NOMENCLATURE, p.code, p.label_fr, p.label_de,
+                Decimal(p.amount_cents) / 100, TENANT_KEY_LETTER))
+    modifiers: dict[str, list[cat.Modifier]] = {}
+    for r in tables["tariff_modifiers"]:
+        modifiers.setdefault(r.code, []).append(cat.Modifier(
+            r.valid_from, r.valid_to, r.code, r.label_fr, r.label_de, r.percent,
+            tuple(a for a in r.applies_to.split("|") if a), r.patient_only))
+    parameters: dict[str, list[cat.Parameter]] = {}
+    for r in tables["tariff_parameters"]:
+        parameters.setdefault(r.name, []).append(
+            cat.Parameter(r.valid_from, r.valid_to, r.name, r.value))
+    return cat.TariffSnapshot(
+        nomenclatures=nomenclatures,
+        acts=acts,
+        key_letters=letters,
+        cotes=[cat.Cote(r.valid_from, r.cote) for r in tables["tariff_cotes"]],
+        rules=[cat.Rule(r.valid_from, r.valid_to, r.rule, r.target,
+                        tuple(o for o in r.others.split("|") if o), r.value)
+               for r in tables["tariff_rules"]],
+        modifiers=modifiers,
+        parameters=parameters,
+    )
+
+
+# (catalogue version, tenant) -> (snapshot, built at); national tables are cached per version.
+_cache: dict[tuple[int, uuid.UUID | None], tuple[cat.TariffSnapshot, float]] = {}
+_tables_cache: dict[int, dict[str, list[Any]]] = {}
+TENANT_PRICES_TTL = 30.0  # seconds: a new hospital price reaches every process within this
+
+
+async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) -> cat.TariffSnapshot:
+    """The catalogue as the pricing engine reads it, cached per catalogue version."""
+    repo = TariffRepository(session)
+    version = await repo.version()
+    cached = _cache.get((version, tenant_id))
+    if cached and (tenant_id is None or time.monotonic() - cached[1] < TENANT_PRICES_TTL):
+        return cached[0]
+    tables = _tables_cache.get(version)
+    if tables is None:
+        _tables_cache.clear()
+        tables = {name: await repo.table(name) for name in CATALOGUE}
+        _tables_cache[version] = tables
+    prices = await repo.tenant_prices(tenant_id) if tenant_id else []
+    built = build_snapshot(tables, prices)
+    _cache[(version, tenant_id)] = (built, time.monotonic())
+    return built
+
+
+def catalogue_error(exc: cat.CatalogueError, field: str | None = None) -> ValidationFailed:
+    """A catalogue error as a 422 naming the field, with its details."""
+    return ValidationFailed(str(exc), errors=[{"field": field or exc.field, "reason": str(exc)}],
+                            **{k: v for k, v in exc.details.items() if k != "code"})
+
+
+async def replace_hospital_prices(session: AsyncSession, tenant_id: uuid.UUID,
+                                  rows: list[Row]) -> tuple[int, int]:
+    """Replace the hospital's price list (rows from `read_hospital_prices`): (removed, added)."""
+    national = {r.code for r in await TariffRepository(session).table("tariff_acts")}
+    clashes = sorted({r["code"] for r in rows} & national)
+    if clashes:
+        raise ValidationFailed(
+            "Hospital price codes must not reuse national codes: " + ", ".join(clashes),
+            errors=[{"field": "code", "reason": f"{c} is a national code"} for c in clashes])
+    removed = await session.exec(  # type: ignore[call-overload]
+        delete(TenantPrice).where(TenantPrice.tenant_id == tenant_id))  # type: ignore[arg-type]
+    for row in rows:
+        session.add(TenantPrice(tenant_id=tenant_id, **row))
+    await session.flush()
+    _cache.clear()
+    return removed.rowcount or 0, len(rows)

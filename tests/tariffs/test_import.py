@@ -1,0 +1,114 @@
+"""`luxfact tariffs import` against the test database: diff, dry run, apply, idempotence."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from luxfact.cli.main import app
+from luxfact.cli.tariffs import DEMO_PACKAGE
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("catalogue")
+
+
+def tariffs(env: dict[str, str], *args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["tariffs", *args], env=env, input=stdin)
+
+
+def test_reimporting_the_same_package_changes_nothing(cli_env: dict[str, str]) -> None:
+    result = tariffs(cli_env, "import", str(DEMO_PACKAGE), "--yes")
+    assert result.exit_code == 0, result.output
+    assert "nothing to change" in result.output
+
+
+def test_diff_then_apply_then_restore(cli_env: dict[str, str], tmp_path: Path) -> None:
+    changed = tmp_path / "pkg"
+    shutil.copytree(DEMO_PACKAGE, changed)
+    acts = changed / "acts.csv"
+    text = acts.read_text(encoding="utf-8")
+    text = text.replace("TECH,4K12,Suture de plaie simple,Einfache Wundnaht,22.50",
+                        "TECH,4K12,Suture de plaie simple,Einfache Wundnaht,23.00")
+    text = text.replace("MED,C2,Visite du médecin généraliste au domicile,"
+                        "Hausbesuch des Allgemeinmediziners,16.20,M,2019-01-01,\n", "")
+    text += "TECH,9Z99,Acte nouveau,Neue Leistung,3.00,T,2026-01-01,\n"
+    acts.write_text(text, encoding="utf-8")
+    (changed / "cotes.csv").write_text(
+        (changed / "cotes.csv").read_text(encoding="utf-8") + "2026-12-01,992.24\n",
+        encoding="utf-8")
+    try:
+        dry = tariffs(cli_env, "import", str(changed), "--dry-run")
+        assert dry.exit_code == 0, dry.output
+        assert "+ acts 9Z99 2026-01-01" in dry.output
+        assert "~ acts 4K12 2019-01-01: coefficient" in dry.output
+        assert "- acts C2 2019-01-01" in dry.output
+        assert "+ cotes 2026-12-01" in dry.output
+        assert "dry run: nothing was applied" in dry.output
+        price = tariffs(cli_env, "price", "9Z99", "--date", "2026-06-01")
+        assert price.exit_code == 1 and "unknown act code" in price.output
+
+        refused = tariffs(cli_env, "import", str(changed), stdin="n\n")
+        assert "not applied" in refused.output
+
+        applied = tariffs(cli_env, "import", str(changed), stdin="y\n")
+        assert applied.exit_code == 0 and "applied: catalogue version" in applied.output
+        price = tariffs(cli_env, "price", "9Z99", "--date", "2026-12-01")
+        assert price.exit_code == 0, price.output
+        # 3.00 × (0.49210 × 992.24 / 100 = 4.8828) = 14.6484 → 14.65
+        assert price.output.strip().splitlines()[-1] == "14.65"
+        assert "4.8828" in price.output
+        again = tariffs(cli_env, "import", str(changed), "--yes")
+        assert "nothing to change" in again.output
+    finally:
+        restored = tariffs(cli_env, "import", str(DEMO_PACKAGE), "--yes")
+        assert restored.exit_code == 0, restored.output
+    assert "+ acts C2 2019-01-01" in restored.output and "- acts 9Z99" in restored.output
+    price = tariffs(cli_env, "price", "C2", "--date", "2024-01-01")
+    assert price.exit_code == 0
+
+
+def test_bad_package_is_refused_whole_listing_every_error(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(DEMO_PACKAGE, bad)
+    with (bad / "acts.csv").open("a", encoding="utf-8") as handle:
+        handle.write("MED,X1,Acte,,1.00,Q,2019-01-01,\nMED,X2,Acte,,abc,M,2019-01-01,\n")
+    with (bad / "cotes.csv").open("a", encoding="utf-8") as handle:
+        handle.write("2030-02-30,1000\n")
+    result = tariffs(cli_env, "import", str(bad), "--yes")
+    assert result.exit_code == 1
+    assert "acts.csv:24: unknown key letter 'Q'" in result.output
+    assert "acts.csv:25: coefficient 'abc' is not a decimal" in result.output
+    assert "cotes.csv:10: valid_from '2030-02-30' is not a date" in result.output
+    assert "3 problem(s)" in result.output and "nothing was applied" in result.output
+    assert tariffs(cli_env, "price", "X1", "--date", "2024-01-01").exit_code == 1
+
+
+@pytest.mark.parametrize(("code", "day", "quantity", "amount"), [
+    ("N101", "2023-09-01", 1, "19.30"),
+    ("N104", "2023-09-01", 1, "9.84"),
+    ("N202", "2023-09-01", 1, "41.62"),
+    ("N205", "2023-09-01", 1, "39.88"),
+    ("N101", "2023-08-31", 1, "18.83"),  # the day before: cote 921.40 → 7.3834 × 2.55 = 18.8277
+    ("C1", "2023-09-01", 2, "115.40"),
+])
+def test_price_prints_the_explanation_and_the_amount_last(
+    cli_env: dict[str, str], code: str, day: str, quantity: int, amount: str
+) -> None:
+    result = tariffs(cli_env, "price", code, "--date", day, "--quantity", str(quantity))
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == amount
+    assert any("cote" in line for line in lines[:-1])
+
+
+def test_price_errors_are_clear(cli_env: dict[str, str]) -> None:
+    not_valid = tariffs(cli_env, "price", "C1", "--date", "2018-06-01")
+    assert not_valid.exit_code == 1
+    assert "C1 is not valid on 2018-06-01; its versions: 2019-01-01..2022-12-31" in not_valid.output
+    bad_date = tariffs(cli_env, "price", "C1", "--date", "June")
+    assert bad_date.exit_code == 2
+    zero = tariffs(cli_env, "price", "C1", "--date", "2024-01-01", "--quantity", "0")
+    assert zero.exit_code == 2
