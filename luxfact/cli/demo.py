@@ -1,5 +1,8 @@
 """`luxfact demo`: the demo logins and keys that `make run` prints, created idempotently."""
 
+import uuid
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.auth import credentials, service
 from luxfact.auth.repository import AuthRepository
@@ -57,7 +60,9 @@ async def _seed_tenant(db: Database, config: Settings, slug: str) -> list[dict[s
     return rows
 
 
-async def _seed_prices(session, config: Settings, tenant_id, slug: str) -> None:  # type: ignore[no-untyped-def]
+async def _seed_prices(
+    session: AsyncSession, config: Settings, tenant_id: uuid.UUID, slug: str
+) -> None:
     """`tenants/<slug>-prices.csv`, when the hospital has no price list yet."""
     from luxfact.tariffs.package import read_hospital_prices
     from luxfact.tariffs.repository import TariffRepository

@@ -162,6 +162,30 @@ def _check_overlaps(reader: _FileReader, periods: dict[Key, list[tuple[date, dat
                                f"(which ends {end_a or 'never'})")
 
 
+class _DatedRows:
+    """Rows with a validity, keyed by (identity…, valid_from); overlaps checked at the end."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.rows: dict[Key, Row] = {}
+        self.spans: dict[Key, list[tuple[date, date | None, int]]] = {}
+        self.reader: _FileReader | None = None
+
+    def add(self, r: _FileReader, identity: Key, start: date, end: date | None,
+            row: Row) -> None:
+        self.reader = r
+        key = (*identity, start)
+        if key in self.rows:
+            r.problem(f"{self.what} {'/'.join(map(str, identity))} from {start} is listed twice")
+        self.rows[key] = {**row, "valid_from": start, "valid_to": end}
+        self.spans.setdefault(identity, []).append((start, end, r.line))
+
+    def finish(self) -> dict[Key, Row]:
+        if self.reader:
+            _check_overlaps(self.reader, self.spans, self.what)
+        return self.rows
+
+
 def count_rows(directory: Path) -> int:
     total = 0
     for name in FILES:
@@ -220,11 +244,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
                                   "category": category}
     tables["tariff_nomenclatures"] = nomenclatures
 
-    letters: dict[Key, Row] = {}
-    spans: dict[Key, list[tuple[date, date | None, int]]] = {}
-    letter_reader = _FileReader("key_letters.csv", problems)
+    letters = _DatedRows("key letter")
     for r, row in each("key_letters.csv"):
-        letter_reader = r
         letter = r.code(row, "key_letter")
         basis = r.text(row, "basis")
         if basis and basis not in ("eur", "index100"):
@@ -232,14 +253,10 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         value = r.decimal(row, "value")
         start, end = r.period(row)
         if start:
-            if (letter, start) in letters:
-                r.problem(f"key letter {letter} from {start} is listed twice")
-            letters[(letter, start)] = {"key_letter": letter, "valid_from": start,
-                                        "valid_to": end, "basis": basis, "value": value}
-            spans.setdefault((letter,), []).append((start, end, r.line))
-    _check_overlaps(letter_reader, spans, "key letter")
-    tables["tariff_key_letters"] = letters
-    known_letters = {k[0] for k in letters}
+            letters.add(r, (letter,), start, end,
+                        {"key_letter": letter, "basis": basis, "value": value})
+    tables["tariff_key_letters"] = letters.finish()
+    known_letters = {k[0] for k in letters.rows}
 
     cotes: dict[Key, Row] = {}
     for r, row in each("cotes.csv"):
@@ -251,11 +268,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             cotes[(start,)] = {"valid_from": start, "cote": cote}
     tables["tariff_cotes"] = cotes
 
-    acts: dict[Key, Row] = {}
-    spans = {}
-    act_reader = _FileReader("acts.csv", problems)
+    acts = _DatedRows("act")
     for r, row in each("acts.csv"):
-        act_reader = r
         nomenclature = r.code(row, "nomenclature")
         if nomenclatures and nomenclature and (nomenclature,) not in nomenclatures:
             r.problem(f"unknown nomenclature {nomenclature!r} (not in nomenclatures.csv)")
@@ -266,18 +280,13 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         coefficient = r.decimal(row, "coefficient")
         start, end = r.period(row)
         if start and code:
-            if (code, start) in acts:
-                r.problem(f"act {code} from {start} is listed twice")
-            acts[(code, start)] = {
-                "code": code, "valid_from": start, "valid_to": end, "nomenclature": nomenclature,
-                "label_fr": r.text(row, "label_fr"),
+            acts.add(r, (code,), start, end, {
+                "code": code, "nomenclature": nomenclature, "label_fr": r.text(row, "label_fr"),
                 "label_de": r.text(row, "label_de", required=False),
                 "coefficient": coefficient, "key_letter": letter,
-            }
-            spans.setdefault((code,), []).append((start, end, r.line))
-    _check_overlaps(act_reader, spans, "act")
-    tables["tariff_acts"] = acts
-    known_codes = {k[0] for k in acts}
+            })
+    tables["tariff_acts"] = acts.finish()
+    known_codes = {k[0] for k in acts.rows}
 
     def check_targets(r: _FileReader, column: str, values: list[str]) -> None:
         for value in values:
@@ -289,11 +298,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             elif value not in known_codes:
                 r.problem(f"{column}: unknown act code {value!r}")
 
-    rules: dict[Key, Row] = {}
-    spans = {}
-    rule_reader = _FileReader("rules.csv", problems)
+    rules = _DatedRows("rule")
     for r, row in each("rules.csv"):
-        rule_reader = r
         rule = r.text(row, "rule")
         if rule and rule not in RULES:
             r.problem(f"unknown rule {rule!r}; known: {', '.join(sorted(RULES))}")
@@ -311,19 +317,12 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             r.problem("value: a secondary-act percentage is at most 100")
         start, end = r.period(row)
         if start and rule and target:
-            rules[(rule, target, start)] = {
-                "rule": rule, "target": target, "valid_from": start, "valid_to": end,
-                "others": "|".join(others), "value": value,
-            }
-            spans.setdefault((rule, target), []).append((start, end, r.line))
-    _check_overlaps(rule_reader, spans, "rule")
-    tables["tariff_rules"] = rules
+            rules.add(r, (rule, target), start, end, {
+                "rule": rule, "target": target, "others": "|".join(others), "value": value})
+    tables["tariff_rules"] = rules.finish()
 
-    modifiers: dict[Key, Row] = {}
-    spans = {}
-    modifier_reader = _FileReader("modifiers.csv", problems)
+    modifiers = _DatedRows("modifier")
     for r, row in each("modifiers.csv"):
-        modifier_reader = r
         code = r.code(row, "modifier")
         percent = r.decimal(row, "percent", positive=False)
         if percent is not None and percent <= -100:
@@ -337,22 +336,16 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             r.problem(f"patient_only {flag!r} must be true or false")
         start, end = r.period(row)
         if start and code:
-            modifiers[(code, start)] = {
-                "code": code, "valid_from": start, "valid_to": end,
-                "label_fr": r.text(row, "label_fr"),
+            modifiers.add(r, (code,), start, end, {
+                "code": code, "label_fr": r.text(row, "label_fr"),
                 "label_de": r.text(row, "label_de", required=False),
                 "percent": percent, "applies_to": "|".join(applies),
                 "patient_only": flag == "true",
-            }
-            spans.setdefault((code,), []).append((start, end, r.line))
-    _check_overlaps(modifier_reader, spans, "modifier")
-    tables["tariff_modifiers"] = modifiers
+            })
+    tables["tariff_modifiers"] = modifiers.finish()
 
-    parameters: dict[Key, Row] = {}
-    spans = {}
-    parameter_reader = _FileReader("parameters.csv", problems)
+    parameters = _DatedRows("parameter")
     for r, row in each("parameters.csv"):
-        parameter_reader = r
         name = r.text(row, "parameter", max_length=60)
         if name and name not in PARAMETERS:
             r.problem(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
@@ -361,11 +354,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             r.problem("value must not be negative")
         start, end = r.period(row)
         if start and name:
-            parameters[(name, start)] = {"name": name, "valid_from": start, "valid_to": end,
-                                         "value": value}
-            spans.setdefault((name,), []).append((start, end, r.line))
-    _check_overlaps(parameter_reader, spans, "parameter")
-    tables["tariff_parameters"] = parameters
+            parameters.add(r, (name,), start, end, {"name": name, "value": value})
+    tables["tariff_parameters"] = parameters.finish()
 
 
 HOSPITAL_PRICE_COLUMNS = ("code", "label_fr", "label_de", "label_en", "amount", "valid_from",
@@ -378,8 +368,7 @@ def read_hospital_prices(path: Path) -> tuple[list[Row], list[Problem]]:
     if not path.is_file():
         return [], [Problem(path.name, 0, "file not found")]
     reader = _FileReader(path.name, problems)
-    rows: dict[Key, Row] = {}
-    spans: dict[Key, list[tuple[date, date | None, int]]] = {}
+    prices = _DatedRows("price")
     try:
         for row in _rows(path, HOSPITAL_PRICE_COLUMNS, reader, None):
             code = reader.code(row, "code")
@@ -389,15 +378,12 @@ def read_hospital_prices(path: Path) -> tuple[list[Row], list[Problem]]:
                 amount = None
             start, end = reader.period(row)
             if code and start and amount is not None:
-                rows[(code, start)] = {
-                    "code": code, "valid_from": start, "valid_to": end,
-                    "label_fr": reader.text(row, "label_fr"),
+                prices.add(reader, (code,), start, end, {
+                    "code": code, "label_fr": reader.text(row, "label_fr"),
                     "label_de": reader.text(row, "label_de", required=False),
                     "label_en": reader.text(row, "label_en", required=False),
                     "amount_cents": int(amount * 100),
-                }
-                spans.setdefault((code,), []).append((start, end, reader.line))
+                })
     except (UnicodeDecodeError, csv.Error) as exc:
         problems.append(Problem(path.name, reader.line, f"unreadable: {exc}"))
-    _check_overlaps(reader, spans, "price")
-    return list(rows.values()), problems
+    return list(prices.finish().values()), problems
