@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TypedDict
 
+from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,7 +17,7 @@ from luxfact.db.engine import Database
 from luxfact.db.errors import DATABASE_UNAVAILABLE
 from luxfact.kit import logging as luxlog
 from luxfact.kit import problems
-from luxfact.kit.errors import LuxfactError, ServiceUnavailable
+from luxfact.kit.errors import Conflict, LuxfactError, ServiceUnavailable
 from luxfact.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from luxfact.routes import routes
 from luxfact.settings import Settings, load_settings
@@ -41,6 +42,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code, title = titles.get(exc.status_code, ("http-error", "HTTP error"))
     return problems.problem(exc.status_code, code, title, str(exc.detail),
                             instance=request.url.path, headers=exc.headers)
+
+
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    """A unique or foreign-key violation the service did not foresee: a concurrent change
+    won the race. Nothing was written; the client may retry."""
+    log.warning("integrity error: %s", type(getattr(exc, "orig", exc)).__name__)
+    error = Conflict("The request conflicts with a concurrent change; nothing was changed. "
+                     "Retry it.")
+    return problems.from_error(error, request.url.path)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
@@ -68,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     handlers = {
         LuxfactError: _luxfact_error,
         HTTPException: _http_error,
+        sa_exc.IntegrityError: _integrity_error,
         **{cls: _database_unavailable for cls in DATABASE_UNAVAILABLE},
     }
     app = Starlette(

@@ -5,6 +5,8 @@ from starlette.routing import BaseRoute, Route
 from luxfact.audit import api as audit_api
 from luxfact.auth import api as auth_api
 from luxfact.health import api as health_api
+from luxfact.patients import api as patients_api
+from luxfact.stays import api as stays_api
 from luxfact.tariffs import api as tariffs_api
 
 API = "/api/v1"
@@ -20,6 +22,27 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/api-keys/{{key_id}}/revoke", auth_api.revoke_api_key, methods=["POST"]),
         Route(f"{API}/users", auth_api.list_users, methods=["GET"]),
         Route(f"{API}/users", auth_api.create_user, methods=["POST"]),
+        Route(f"{API}/patients", patients_api.create_patient, methods=["POST"]),
+        Route(f"{API}/patients", patients_api.list_patients, methods=["GET"]),
+        Route(f"{API}/patients/{{patient_id}}", patients_api.get_patient, methods=["GET"]),
+        Route(f"{API}/patients/{{patient_id}}", patients_api.update_patient, methods=["PATCH"]),
+        Route(f"{API}/patients/{{patient_id}}/duplicates", patients_api.list_duplicates,
+              methods=["GET"]),
+        Route(f"{API}/patients/{{patient_id}}/merge", patients_api.merge, methods=["POST"]),
+        Route(f"{API}/patients/{{patient_id}}/coverages", patients_api.list_coverages,
+              methods=["GET"]),
+        Route(f"{API}/patients/{{patient_id}}/coverages", patients_api.add_coverage,
+              methods=["POST"]),
+        Route(f"{API}/stays", stays_api.create_stay, methods=["POST"]),
+        Route(f"{API}/stays", stays_api.list_stays, methods=["GET"]),
+        Route(f"{API}/stays/{{stay_id}}", stays_api.get_stay, methods=["GET"]),
+        Route(f"{API}/stays/{{stay_id}}/movements", stays_api.add_movement, methods=["POST"]),
+        Route(f"{API}/stays/{{stay_id}}/acts", stays_api.record_act, methods=["POST"]),
+        Route(f"{API}/stays/{{stay_id}}/acts", stays_api.list_acts, methods=["GET"]),
+        Route(f"{API}/stays/{{stay_id}}/acts/{{act_id}}", stays_api.update_act,
+              methods=["PATCH"]),
+        Route(f"{API}/stays/{{stay_id}}/acts/{{act_id}}", stays_api.cancel_act,
+              methods=["DELETE"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
     ]

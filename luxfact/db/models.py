@@ -3,6 +3,9 @@
 from luxfact.audit.models import AuditEvent
 from luxfact.auth.models import ApiKey, User
 from luxfact.db.base import metadata
+from luxfact.http.models import IdempotencyRecord
+from luxfact.patients.models import Coverage, Patient, PatientNameKey
+from luxfact.stays.models import Act, Movement, Stay
 from luxfact.tariffs.models import (
     TariffAct,
     TariffCote,
@@ -17,9 +20,27 @@ from luxfact.tariffs.models import (
 from luxfact.tenancy.models import Tenant
 
 __all__ = [
-    "ApiKey", "AuditEvent", "TariffAct", "TariffCote", "TariffImport", "TariffKeyLetter",
-    "TariffModifier", "TariffNomenclature", "TariffParameter", "TariffRule", "Tenant",
-    "TenantPrice", "User", "metadata",
+    "Act",
+    "ApiKey",
+    "AuditEvent",
+    "Coverage",
+    "IdempotencyRecord",
+    "Movement",
+    "Patient",
+    "PatientNameKey",
+    "Stay",
+    "TariffAct",
+    "TariffCote",
+    "TariffImport",
+    "TariffKeyLetter",
+    "TariffModifier",
+    "TariffNomenclature",
+    "TariffParameter",
+    "TariffRule",
+    "Tenant",
+    "TenantPrice",
+    "User",
+    "metadata",
 ]
 
 

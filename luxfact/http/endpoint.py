@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,7 @@ from luxfact.auth import credentials
 from luxfact.auth.roles import Role
 from luxfact.auth.service import Principal, authenticate_key
 from luxfact.db.engine import Database
+from luxfact.http import idempotency
 from luxfact.kit import context, problems
 from luxfact.kit.errors import (
     BadRequest,
@@ -117,22 +119,46 @@ async def _tenant_slug(request: Request, session: AsyncSession, tenant_id: uuid.
 Handler = Callable[[Ctx], Awaitable[Response]]
 
 
-def endpoint(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def endpoint(
+    *roles: Role, idempotent: bool = False
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Declare an endpoint: the roles allowed, and whether it honours Idempotency-Key."""
     allowed = frozenset(roles)
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             info = context.current()
-            key = _bearer(request)
-            if key is None:
+            key_text = _bearer(request)
+            if key_text is None:
                 raise Unauthenticated(headers=_WWW_AUTH)
-            parsed = credentials.parse_api_key(key)
+            parsed = credentials.parse_api_key(key_text)
             if parsed is None:
                 raise Unauthenticated("The API key is malformed.", headers=_WWW_AUTH)
             info.tenant_id = parsed[0]
             db: Database = request.state.db
+            key = idempotency.request_key(request) if idempotent else None
+            if key is None:
+                return await _run(request, db, key, parsed[0], key_text)
+            body = await request.body()
+            print_ = idempotency.fingerprint(request, body)
+            try:
+                return await _run(request, db, (key, print_), parsed[0], key_text)
+            except IntegrityError:
+                # A concurrent attempt with the same key committed first: replay its answer.
+                async with db.transaction() as session:
+                    principal = await authenticate_key(session, parsed[0], key_text)
+                    assert principal is not None
+                    replay = await idempotency.stored(session, parsed[0], principal.actor,
+                                                      key, print_)
+                if replay is None:
+                    raise
+                return replay
+
+        async def _run(request: Request, db: Database, key: tuple[str, str] | None,
+                       tenant_id: uuid.UUID, key_text: str) -> Response:
+            info = context.current()
             async with db.transaction() as session:
-                principal = await authenticate_key(session, parsed[0], key)
+                principal = await authenticate_key(session, tenant_id, key_text)
                 if principal is None:
                     info.tenant_id = None
                     raise Unauthenticated("The API key is unknown or revoked.",
@@ -143,11 +169,19 @@ def endpoint(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[
                     # The key's last-used time is still worth keeping: commit, then refuse.
                     await session.commit()
                     raise Forbidden(f"The role {principal.role.value!r} may not do this.")
-                return await handler(Ctx(request, session, principal))
+                if key is not None:
+                    replay = await idempotency.stored(session, tenant_id, principal.actor, *key)
+                    if replay is not None:
+                        return replay
+                response = await handler(Ctx(request, session, principal))
+                if key is not None and response.status_code < 400:
+                    await idempotency.store(session, tenant_id, principal.actor, *key, response)
+                return response
 
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
         run.roles = allowed  # type: ignore[attr-defined]
+        run.idempotent = idempotent  # type: ignore[attr-defined]
         return run
 
     return decorate

@@ -1,0 +1,22 @@
+"""Money: integer cents at rest, Decimal in computations, decimal strings in JSON."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+
+
+def to_cents(amount: Decimal) -> int:
+    """Exact cents of an amount already rounded to the cent (anything else is a bug)."""
+    quantized = amount.quantize(CENT, ROUND_HALF_UP)
+    if quantized != amount:
+        raise ValueError(f"{amount} is not rounded to the cent")
+    return int(quantized * 100)
+
+
+def from_cents(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(CENT)
+
+
+def cents_str(cents: int) -> str:
+    """`1930` -> `"19.30"`: what the API shows."""
+    return format(from_cents(cents), "f")

@@ -1,0 +1,105 @@
+"""/api/v1/patients: the admission desk's and the hospital systems' patient records."""
+
+from starlette.responses import Response
+
+from luxfact.auth.roles import Role
+from luxfact.http.endpoint import Ctx, endpoint, json_response
+from luxfact.http.etag import etag, require_if_match
+from luxfact.http.pagination import Page, bad_cursor, decode_cursor, encode_cursor
+from luxfact.patients import service
+from luxfact.patients.merge import merge_patients
+from luxfact.patients.models import Patient
+from luxfact.patients.repository import PatientRepository
+from luxfact.patients.schemas import (
+    CoverageIn,
+    CoverageOut,
+    MergeIn,
+    PatientIn,
+    PatientOut,
+    PatientPatch,
+    PatientQuery,
+)
+
+DESK = (Role.clerk, Role.billing, Role.integration)
+
+
+def patient_response(patient: Patient, status: int = 200) -> Response:
+    out = PatientOut.model_validate(patient, from_attributes=True)
+    return json_response(out, status, headers={"ETag": etag(patient.version)})
+
+
+@endpoint(Role.clerk, Role.integration, idempotent=True)
+async def create_patient(ctx: Ctx) -> Response:
+    patient = await service.create_patient(ctx.session, ctx.tenant_id, await ctx.body(PatientIn))
+    response = patient_response(patient, 201)
+    response.headers["Location"] = f"/api/v1/patients/{patient.id}"
+    return response
+
+
+@endpoint(*DESK)
+async def list_patients(ctx: Ctx) -> Response:
+    query = ctx.query(PatientQuery)
+    position = decode_cursor(query.cursor, 3)
+    if position and not all(isinstance(p, str) for p in position):
+        raise bad_cursor()
+    found = await service.search_patients(
+        ctx.session, ctx.tenant_id, q=query.q, birth_date=query.birth_date,
+        matricule=query.matricule, limit=query.limit + 1,
+        after=tuple(position) if position else None)  # type: ignore[arg-type]
+    more = len(found) > query.limit
+    found = found[: query.limit]
+    last = found[-1] if found else None
+    page = Page[PatientOut](
+        items=[PatientOut.model_validate(p, from_attributes=True) for p in found],
+        next_cursor=encode_cursor([last.family_folded, last.given_folded, str(last.id)])
+        if more and last else None)
+    return json_response(page)
+
+
+@endpoint(*DESK)
+async def get_patient(ctx: Ctx) -> Response:
+    return patient_response(
+        await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id")))
+
+
+@endpoint(Role.clerk, Role.integration)
+async def update_patient(ctx: Ctx) -> Response:
+    patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
+    require_if_match(ctx.request, patient.version)
+    data = await ctx.body(PatientPatch)
+    return patient_response(await service.update_patient(ctx.session, ctx.tenant_id, patient,
+                                                         data))
+
+
+@endpoint(Role.clerk, Role.billing)
+async def list_duplicates(ctx: Ctx) -> Response:
+    patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
+    found = await PatientRepository(ctx.session, ctx.tenant_id).duplicates_of(patient)
+    return json_response({"items": [PatientOut.model_validate(p, from_attributes=True)
+                                    .model_dump(mode="json") for p in found],
+                          "next_cursor": None})
+
+
+@endpoint(Role.clerk, Role.billing)
+async def merge(ctx: Ctx) -> Response:
+    data = await ctx.body(MergeIn)
+    survivor = await merge_patients(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"),
+                                    data.duplicate_id)
+    return patient_response(survivor)
+
+
+@endpoint(*DESK)
+async def list_coverages(ctx: Ctx) -> Response:
+    patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
+    coverages = await PatientRepository(ctx.session, ctx.tenant_id).coverages(patient.id)
+    return json_response({"items": [CoverageOut.model_validate(c, from_attributes=True)
+                                    .model_dump(mode="json") for c in coverages],
+                          "next_cursor": None})
+
+
+@endpoint(Role.clerk, Role.billing, Role.integration, idempotent=True)
+async def add_coverage(ctx: Ctx) -> Response:
+    patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
+    coverage = await service.add_coverage(ctx.session, ctx.tenant_id, patient,
+                                          await ctx.body(CoverageIn))
+    return json_response(CoverageOut.model_validate(coverage, from_attributes=True), 201)

@@ -1,0 +1,59 @@
+"""Merging a duplicate patient into the one that survives."""
+
+import uuid
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.time import utcnow
+from luxfact.patients.models import Patient
+from luxfact.patients.repository import PatientRepository
+from luxfact.patients.service import coverages_conflict
+from luxfact.stays.repository import StayRepository
+
+
+async def merge_patients(session: AsyncSession, tenant_id: uuid.UUID, survivor_id: uuid.UUID,
+                         duplicate_id: uuid.UUID) -> Patient:
+    """Move the duplicate's stays and coverages to the survivor and retire the duplicate.
+
+    Refused when the two are one, when either is already merged, when their coverages
+    conflict, and (once claims exist) while either has an invoice in an open claim batch.
+    """
+    if survivor_id == duplicate_id:
+        raise ValidationFailed(errors=[{"field": "duplicate_id",
+                                        "reason": "a patient cannot be merged into itself"}])
+    repo = PatientRepository(session, tenant_id)
+    survivor = await repo.get(survivor_id)
+    if survivor is None:
+        raise NotFound("No such patient.")
+    duplicate = await repo.get(duplicate_id)
+    if duplicate is None:
+        raise ValidationFailed(errors=[{"field": "duplicate_id", "reason": "no such patient"}])
+    for patient in (survivor, duplicate):
+        if patient.merged_into:
+            raise Conflict(f"Patient {patient.id} was already merged into {patient.merged_into}.")
+    if survivor.matricule and duplicate.matricule and survivor.matricule != duplicate.matricule:
+        raise Conflict("The two patients have different matricules: they are two people.")
+    reason = coverages_conflict(await repo.coverages(survivor_id),
+                                await repo.coverages(duplicate_id))
+    if reason:
+        raise Conflict(f"Their coverages conflict ({reason}): correct them before merging.")
+    await StayRepository(session, tenant_id).move_stays(duplicate_id, survivor_id)
+    await repo.move_coverages(duplicate_id, survivor_id)
+    changes: dict[str, object] = {"updated_at": utcnow()}
+    if not survivor.matricule and duplicate.matricule:
+        # The matricule moves with the person; it must leave the duplicate first (unique).
+        await repo.update(duplicate_id, duplicate.version, {"matricule": None})
+        changes.update(matricule=duplicate.matricule, no_matricule_reason=None)
+        duplicate.version += 1
+    await repo.update(duplicate_id, duplicate.version, {"merged_into": survivor_id,
+                                                        "updated_at": utcnow()})
+    await repo.update(survivor_id, survivor.version, changes)
+    await record(session, "patient.merge", "patient", survivor_id,
+                 {"merged": str(duplicate_id)}, tenant_id=tenant_id)
+    await record(session, "patient.merged_into", "patient", duplicate_id,
+                 {"survivor": str(survivor_id)}, tenant_id=tenant_id)
+    merged = await repo.get(survivor_id)
+    assert merged is not None
+    return merged

@@ -1,0 +1,178 @@
+"""Acts of a stay: recorded, checked against the tariff and the rules, priced at once.
+
+Each act keeps the price it was given (its tariff version, the amounts and the whole
+explanation), so a later tariff change never alters it silently: re-pricing is explicit.
+"""
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.money import cents_str, to_cents
+from luxfact.kit.time import utcnow
+from luxfact.patients.models import Patient
+from luxfact.patients.repository import PatientRepository
+from luxfact.stays.models import Act, Stay
+from luxfact.stays.repository import StayRepository
+from luxfact.stays.schemas import ActIn, ActOut, ActPatch
+from luxfact.stays.service import get_stay, local_day, room_class_at
+from luxfact.tariffs import catalogue as cat
+from luxfact.tariffs import pricing
+from luxfact.tariffs import service as tariffs
+
+# How far past "now" an act may be dated (clock skew between systems), and no further.
+FUTURE_TOLERANCE_SECONDS = 300
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal | date):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def act_out(act: Act) -> ActOut:
+    return ActOut(
+        id=act.id, stay_id=act.stay_id, code=act.code, performed_at=act.performed_at,
+        performer=act.performer, specialty=act.specialty, quantity=act.quantity,
+        modifiers=act.modifiers, note=act.note, state=act.state, invoice_id=act.invoice_id,
+        tariff_version=act.tariff_version, gross=cents_str(act.gross_cents),
+        insurer=cents_str(act.insurer_cents), patient=cents_str(act.patient_cents),
+        pricing={k: v for k, v in act.pricing.items() if k != "explanation"},
+        explanation=act.pricing.get("explanation", ""), version=act.version)
+
+
+async def _context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
+                   patient: Patient) -> tuple[pricing.StayInfo, pricing.PatientInfo]:
+    coverages = await PatientRepository(session, tenant_id).coverages(patient.id)
+    attestations = tuple((c.valid_from, c.valid_to or date.max) for c in coverages
+                         if c.kind == "social_tiers_payant")
+    stay_info = pricing.StayInfo(
+        kind=stay.kind, admitted=local_day(stay.admitted_at),
+        discharged=local_day(stay.discharged_at) if stay.discharged_at else None,
+        childbirth=stay.childbirth, psychiatric=stay.psychiatric,
+        social_tiers_payant=attestations)
+    return stay_info, pricing.PatientInfo(patient.birth_date, patient.death_date)
+
+
+def _pricing_error(exc: cat.CatalogueError) -> ValidationFailed:
+    field = {"code": "code", "performed_at": "performed_at", "modifiers": "modifiers",
+             "quantity": "quantity"}.get(exc.field, exc.field)
+    return tariffs.catalogue_error(exc, field)
+
+
+async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id: uuid.UUID,
+                 values: dict[str, Any]) -> dict[str, Any]:
+    """Check and price an act's values; returns the pricing columns to store."""
+    if stay.state not in ("admitted", "discharged"):
+        raise Conflict(f"The stay is {stay.state}: acts are recorded on admitted or "
+                       "discharged stays.")
+    performed_at: datetime = values["performed_at"]
+    if performed_at < stay.admitted_at or (stay.discharged_at and
+                                           performed_at > stay.discharged_at):
+        raise ValidationFailed("The act is outside the stay.", errors=[{
+            "field": "performed_at", "reason": "outside the stay (admission to discharge)"}])
+    if (performed_at - utcnow()).total_seconds() > FUTURE_TOLERANCE_SECONDS:
+        raise ValidationFailed(errors=[{"field": "performed_at", "reason": "in the future"}])
+    patient = await PatientRepository(session, tenant_id).get(stay.patient_id)
+    assert patient is not None
+    repo = StayRepository(session, tenant_id)
+    movements = await repo.movements(stay.id)
+    stay_info, patient_info = await _context(session, tenant_id, stay, patient)
+    act = pricing.ActInput(
+        line_id=str(act_id), code=values["code"], day=local_day(performed_at),
+        quantity=values["quantity"], modifiers=tuple(values["modifiers"]),
+        performer=values.get("performer"), specialty=values.get("specialty"),
+        first_class=room_class_at(stay, movements, performed_at) == "first")
+    others = [pricing.ActInput(line_id=str(a.id), code=a.code, day=local_day(a.performed_at),
+                               quantity=a.quantity, modifiers=tuple(a.modifiers),
+                               performer=a.performer, specialty=a.specialty)
+              for a in await repo.acts(stay.id, include_cancelled=False) if a.id != act_id]
+    snapshot = await tariffs.snapshot(session, tenant_id)
+    try:
+        pricing.check_rules(snapshot, stay_info, patient_info, act, others)
+        line = pricing.price_act(snapshot, stay_info, patient_info, act)
+    except cat.CatalogueError as exc:
+        raise _pricing_error(exc) from None
+    record_ = {k: _jsonable(v) for k, v in line.as_record().items()}
+    record_["explanation"] = line.explain()
+    return {"tariff_version": line.version_id, "gross_cents": to_cents(line.gross),
+            "insurer_cents": to_cents(line.insurer), "patient_cents": to_cents(line.patient),
+            "pricing": record_}
+
+
+async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
+                     data: ActIn) -> Act:
+    stay = await get_stay(session, tenant_id, stay_id, lock=True)
+    act_id = uuid.uuid4()
+    values = data.model_dump()
+    values["code"] = values["code"].upper()
+    values["modifiers"] = [m.upper() for m in values["modifiers"]]
+    priced = await _price(session, tenant_id, stay, act_id, values)
+    now = utcnow()
+    await StayRepository(session, tenant_id).insert_act(
+        {**values, **priced, "id": act_id, "stay_id": stay_id, "state": "recorded",
+         "version": 1, "created_at": now, "updated_at": now})
+    await record(session, "act.create", "act", act_id, {"stay": str(stay_id),
+                                                        "code": values["code"]},
+                 tenant_id=tenant_id)
+    act = await StayRepository(session, tenant_id).act(stay_id, act_id)
+    assert act is not None
+    return act
+
+
+async def get_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
+                  act_id: uuid.UUID) -> Act:
+    act = await StayRepository(session, tenant_id).act(stay_id, act_id)
+    if act is None:
+        raise NotFound("No such act on this stay.")
+    return act
+
+
+def _editable(act: Act) -> None:
+    if act.state == "invoiced":
+        raise Conflict(f"The act is on invoice {act.invoice_id}: credit the invoice to "
+                       "correct it.", invoice_id=str(act.invoice_id))
+    if act.state == "cancelled":
+        raise Conflict("The act was cancelled.")
+
+
+async def update_act(session: AsyncSession, tenant_id: uuid.UUID, act: Act,
+                     data: ActPatch) -> Act:
+    _editable(act)
+    changes = data.model_dump(exclude_unset=True)
+    for required in ("code", "performed_at", "quantity", "modifiers"):
+        if required in changes and changes[required] is None:
+            raise ValidationFailed(errors=[{"field": required, "reason": "cannot be removed"}])
+    if not changes:
+        return act
+    values = {"code": act.code, "performed_at": act.performed_at, "quantity": act.quantity,
+              "modifiers": act.modifiers, "performer": act.performer,
+              "specialty": act.specialty, "note": act.note, **changes}
+    values["code"] = values["code"].upper()
+    values["modifiers"] = [m.upper() for m in values["modifiers"]]
+    stay = await get_stay(session, tenant_id, act.stay_id, lock=True)
+    priced = await _price(session, tenant_id, stay, act.id, values)
+    repo = StayRepository(session, tenant_id)
+    if not await repo.update_act(act.id, act.version, {**values, **priced,
+                                                       "updated_at": utcnow()}):
+        raise Conflict("The act changed meanwhile: reload and retry.")
+    await record(session, "act.update", "act", act.id, {"fields": sorted(changes)},
+                 tenant_id=tenant_id)
+    return await get_act(session, tenant_id, act.stay_id, act.id)
+
+
+async def cancel_act(session: AsyncSession, tenant_id: uuid.UUID, act: Act) -> Act:
+    _editable(act)
+    repo = StayRepository(session, tenant_id)
+    if not await repo.update_act(act.id, act.version, {"state": "cancelled",
+                                                       "updated_at": utcnow()}):
+        raise Conflict("The act changed meanwhile: reload and retry.")
+    await record(session, "act.cancel", "act", act.id, {}, tenant_id=tenant_id)
+    return await get_act(session, tenant_id, act.stay_id, act.id)

@@ -1,0 +1,116 @@
+"""/api/v1/stays: admissions, movements and acts."""
+
+from datetime import datetime
+
+from starlette.responses import Response
+
+from luxfact.auth.roles import Role
+from luxfact.http.endpoint import Ctx, endpoint, json_response
+from luxfact.http.etag import etag, require_if_match
+from luxfact.http.pagination import Page, bad_cursor, decode_cursor, encode_cursor
+from luxfact.kit.time import LUXEMBOURG
+from luxfact.patients.repository import PatientRepository
+from luxfact.stays import acts as act_service
+from luxfact.stays import service
+from luxfact.stays.models import Stay
+from luxfact.stays.repository import StayRepository
+from luxfact.stays.schemas import (
+    ActIn,
+    ActPatch,
+    MovementIn,
+    MovementOut,
+    StayIn,
+    StayOut,
+    StayQuery,
+)
+
+WRITERS = (Role.clerk, Role.integration)
+READERS = (Role.clerk, Role.billing, Role.integration)
+
+
+async def stay_response(ctx: Ctx, stay: Stay, status: int = 200) -> Response:
+    repo = StayRepository(ctx.session, ctx.tenant_id)
+    coverages = await PatientRepository(ctx.session, ctx.tenant_id).coverages(stay.patient_id)
+    out = StayOut.model_validate(stay, from_attributes=True)
+    out.movements = [MovementOut.model_validate(m, from_attributes=True)
+                     for m in await repo.movements(stay.id)]
+    out.coverage_gaps = service.coverage_gaps(stay, coverages, datetime.now(LUXEMBOURG).date())
+    return json_response(out, status, headers={"ETag": etag(stay.version)})
+
+
+@endpoint(*WRITERS, idempotent=True)
+async def create_stay(ctx: Ctx) -> Response:
+    stay = await service.create_stay(ctx.session, ctx.tenant_id, await ctx.body(StayIn))
+    response = await stay_response(ctx, stay, 201)
+    response.headers["Location"] = f"/api/v1/stays/{stay.id}"
+    return response
+
+
+@endpoint(*READERS)
+async def list_stays(ctx: Ctx) -> Response:
+    query = ctx.query(StayQuery)
+    position = decode_cursor(query.cursor, 2)
+    after = None
+    if position:
+        try:
+            after = (datetime.fromisoformat(position[0]), position[1])
+        except (TypeError, ValueError):
+            raise bad_cursor() from None
+    stays = await StayRepository(ctx.session, ctx.tenant_id).page(
+        limit=query.limit + 1, patient_id=query.patient_id, state=query.state,
+        after=after)  # type: ignore[arg-type]
+    more = len(stays) > query.limit
+    stays = stays[: query.limit]
+    page = Page[StayOut](
+        items=[StayOut.model_validate(s, from_attributes=True) for s in stays],
+        next_cursor=encode_cursor([stays[-1].admitted_at.isoformat(), str(stays[-1].id)])
+        if more else None)
+    return json_response(page)
+
+
+@endpoint(*READERS)
+async def get_stay(ctx: Ctx) -> Response:
+    return await stay_response(ctx, await service.get_stay(ctx.session, ctx.tenant_id,
+                                                           ctx.path_uuid("stay_id")))
+
+
+@endpoint(*WRITERS, idempotent=True)
+async def add_movement(ctx: Ctx) -> Response:
+    data = await ctx.body(MovementIn)
+    stay, _ = await service.add_movement(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
+                                         data)
+    return await stay_response(ctx, stay, 201)
+
+
+@endpoint(Role.clerk, Role.integration, idempotent=True)
+async def record_act(ctx: Ctx) -> Response:
+    data = await ctx.body(ActIn)
+    act = await act_service.record_act(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
+                                       data)
+    return json_response(act_service.act_out(act), 201, headers={"ETag": etag(act.version)})
+
+
+@endpoint(*READERS)
+async def list_acts(ctx: Ctx) -> Response:
+    stay = await service.get_stay(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"))
+    acts = await StayRepository(ctx.session, ctx.tenant_id).acts(stay.id)
+    return json_response({"items": [act_service.act_out(a).model_dump(mode="json")
+                                    for a in acts], "next_cursor": None})
+
+
+@endpoint(Role.clerk, Role.integration)
+async def update_act(ctx: Ctx) -> Response:
+    act = await act_service.get_act(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
+                                    ctx.path_uuid("act_id"))
+    require_if_match(ctx.request, act.version)
+    updated = await act_service.update_act(ctx.session, ctx.tenant_id, act,
+                                           await ctx.body(ActPatch))
+    return json_response(act_service.act_out(updated), headers={"ETag": etag(updated.version)})
+
+
+@endpoint(Role.clerk, Role.integration)
+async def cancel_act(ctx: Ctx) -> Response:
+    act = await act_service.get_act(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
+                                    ctx.path_uuid("act_id"))
+    cancelled = await act_service.cancel_act(ctx.session, ctx.tenant_id, act)
+    return json_response(act_service.act_out(cancelled))

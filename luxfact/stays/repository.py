@@ -1,0 +1,105 @@
+"""Every query of stays, movements and acts, always within one tenant."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.db.queries import fresh
+from luxfact.stays.models import Act, Movement, Stay
+
+S = Stay.__table__  # type: ignore[attr-defined]
+M = Movement.__table__  # type: ignore[attr-defined]
+A = Act.__table__  # type: ignore[attr-defined]
+
+
+class StayRepository:
+    def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    async def get(self, stay_id: uuid.UUID, *, lock: bool = False) -> Stay | None:
+        """The stay; `lock` serialises movements and acts of one stay (PostgreSQL)."""
+        query = fresh(Stay).where(S.c.tenant_id == self.tenant_id, S.c.id == stay_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+
+    async def by_external_id(self, external_id: str) -> Stay | None:
+        query = fresh(Stay).where(S.c.tenant_id == self.tenant_id,
+                                   S.c.external_id == external_id)
+        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+
+    async def insert_stay(self, values: dict[str, Any]) -> None:
+        await self.session.execute(insert(S).values(tenant_id=self.tenant_id, **values))
+
+    async def update_stay(self, stay_id: uuid.UUID, values: dict[str, Any]) -> None:
+        await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,
+                                                   S.c.id == stay_id)
+                                   .values(version=S.c.version + 1, **values))
+
+    async def page(self, *, limit: int, patient_id: uuid.UUID | None, state: str | None,
+                   after: tuple[str, str] | None) -> list[Stay]:
+        conditions: list[Any] = [S.c.tenant_id == self.tenant_id]
+        if patient_id:
+            conditions.append(S.c.patient_id == patient_id)
+        if state:
+            conditions.append(S.c.state == state)
+        if after:
+            at, last = after
+            conditions.append(or_(S.c.admitted_at < at,
+                                  and_(S.c.admitted_at == at, S.c.id < uuid.UUID(last))))
+        query = (select(Stay).where(*conditions)
+                 .order_by(S.c.admitted_at.desc(), S.c.id.desc()).limit(limit))
+        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+
+    async def movements(self, stay_id: uuid.UUID) -> list[Movement]:
+        query = (fresh(Movement).where(M.c.tenant_id == self.tenant_id, M.c.stay_id == stay_id)
+                 .order_by(M.c.seq))
+        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+
+    async def insert_movement(self, values: dict[str, Any]) -> None:
+        await self.session.execute(insert(M).values(tenant_id=self.tenant_id, **values))
+
+    async def mark_cancelled(self, movement_id: uuid.UUID, by: uuid.UUID) -> None:
+        await self.session.execute(update(M).where(M.c.tenant_id == self.tenant_id,
+                                                   M.c.id == movement_id)
+                                   .values(cancelled_by=by))
+
+    async def acts(self, stay_id: uuid.UUID, *, include_cancelled: bool = True) -> list[Act]:
+        conditions = [A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id]
+        if not include_cancelled:
+            conditions.append(A.c.state != "cancelled")
+        query = fresh(Act).where(*conditions).order_by(A.c.performed_at, A.c.id)
+        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+
+    async def act(self, stay_id: uuid.UUID, act_id: uuid.UUID) -> Act | None:
+        query = fresh(Act).where(A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,
+                                  A.c.id == act_id)
+        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+
+    async def insert_act(self, values: dict[str, Any]) -> None:
+        await self.session.execute(insert(A).values(tenant_id=self.tenant_id, **values))
+
+    async def update_act(self, act_id: uuid.UUID, version: int, values: dict[str, Any]) -> bool:
+        result = await self.session.execute(
+            update(A).where(A.c.tenant_id == self.tenant_id, A.c.id == act_id,
+                            A.c.version == version).values(version=version + 1, **values))
+        return bool(result.rowcount)
+
+    async def cancel_recorded_acts(self, stay_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            update(A).where(A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,
+                            A.c.state == "recorded")
+            .values(state="cancelled", version=A.c.version + 1))
+        return result.rowcount or 0
+
+    async def move_stays(self, source: uuid.UUID, target: uuid.UUID) -> None:
+        await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,
+                                                   S.c.patient_id == source)
+                                   .values(patient_id=target))
+
+    async def stays_of(self, patient_id: uuid.UUID) -> list[Stay]:
+        query = fresh(Stay).where(S.c.tenant_id == self.tenant_id, S.c.patient_id == patient_id)
+        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]

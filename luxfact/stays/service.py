@@ -1,0 +1,179 @@
+"""Stay use cases: admit, move, discharge, cancel, and the coverage check. Never commits."""
+
+import uuid
+from datetime import date, datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.kit import context
+from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.time import LUXEMBOURG, utcnow
+from luxfact.patients.models import Coverage, Patient
+from luxfact.patients.repository import PatientRepository
+from luxfact.patients.service import STATUTORY_KINDS
+from luxfact.stays import movements as rules
+from luxfact.stays.models import Movement, Stay
+from luxfact.stays.repository import StayRepository
+from luxfact.stays.schemas import CoverageGap, MovementIn, StayIn
+
+
+def local_day(moment: datetime) -> date:
+    return moment.astimezone(LUXEMBOURG).date()
+
+
+async def patient_of_tenant(session: AsyncSession, tenant_id: uuid.UUID,
+                            patient_id: uuid.UUID, field: str = "patient_id") -> Patient:
+    patient = await PatientRepository(session, tenant_id).get(patient_id)
+    if patient is None:
+        # Another hospital's patient does not exist here: the same answer as a typo.
+        raise ValidationFailed(errors=[{"field": field, "reason": "no such patient"}])
+    if patient.merged_into:
+        raise ValidationFailed(errors=[{"field": field,
+                                        "reason": f"merged into patient {patient.merged_into}"}])
+    return patient
+
+
+async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn) -> Stay:
+    patient = await patient_of_tenant(session, tenant_id, data.patient_id)
+    day = local_day(data.admitted_at)
+    if day < patient.birth_date:
+        raise ValidationFailed(errors=[{"field": "admitted_at", "reason": "before the patient's "
+                                        "birth date"}])
+    if patient.death_date and day > patient.death_date:
+        raise ValidationFailed(errors=[{"field": "admitted_at", "reason": "after the patient's "
+                                        "death"}])
+    repo = StayRepository(session, tenant_id)
+    if data.external_id and await repo.by_external_id(data.external_id):
+        raise Conflict(f"A stay with visit number {data.external_id} exists already.",
+                       errors=[{"field": "external_id", "reason": "already used"}])
+    now = utcnow()
+    stay_id = uuid.uuid4()
+    values = data.model_dump(exclude={"planned"})
+    values.update(id=stay_id, state="planned" if data.planned else "admitted", version=1,
+                  created_at=now, updated_at=now)
+    await repo.insert_stay(values)
+    if not data.planned:
+        await repo.insert_movement(_movement(stay_id, 1, "admit", data.admitted_at, data.unit,
+                                             data.room, data.bed, data.room_class))
+    await record(session, "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
+                 {"kind": data.kind}, tenant_id=tenant_id)
+    stay = await repo.get(stay_id)
+    assert stay is not None
+    return stay
+
+
+def _movement(stay_id: uuid.UUID, seq: int, kind: str, at: datetime, unit: str = "",
+              room: str = "", bed: str = "", room_class: str = "",
+              cancels: uuid.UUID | None = None) -> dict[str, object]:
+    return {"id": uuid.uuid4(), "stay_id": stay_id, "seq": seq, "type": kind, "at": at,
+            "unit": unit, "room": room, "bed": bed, "room_class": room_class,
+            "cancels": cancels, "actor": context.current().actor or "system",
+            "created_at": utcnow()}
+
+
+def effective_events(movements: list[Movement]) -> list[rules.Event]:
+    return [rules.Event(m.id, m.type, m.at, m.unit, m.room, m.bed, m.room_class)
+            for m in movements if m.type in ("admit", "transfer", "discharge")
+            and m.cancelled_by is None]
+
+
+async def get_stay(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
+                   *, lock: bool = False) -> Stay:
+    stay = await StayRepository(session, tenant_id).get(stay_id, lock=lock)
+    if stay is None:
+        raise NotFound("No such stay.")
+    return stay
+
+
+async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
+                       data: MovementIn) -> tuple[Stay, Movement]:
+    repo = StayRepository(session, tenant_id)
+    stay = await get_stay(session, tenant_id, stay_id, lock=True)
+    history = await repo.movements(stay_id)
+    events = effective_events(history)
+    last = events[-1] if events else None
+    position = rules.replay(initial_for(stay), events)
+    if stay.state == "cancelled":
+        raise Conflict("The stay was cancelled: nothing more can happen on it.")
+    if stay.state == "closed":
+        raise Conflict("The stay is closed (fully billed): credit its invoices first.")
+    seq = len(history) + 1
+    if data.type in rules.CANCELS:
+        target = next((e for e in events if e.id == data.cancels), None)
+        rules.check_cancel(data.type, target, last)
+        assert target is not None
+        if data.type == "cancel_admit":
+            locked = [a for a in await repo.acts(stay_id) if a.state == "invoiced"]
+            if locked:
+                raise Conflict("Acts of this stay are invoiced: credit the invoice before "
+                               "cancelling the admission.", invoice_id=str(locked[0].invoice_id))
+        values = _movement(stay_id, seq, data.type, data.at, cancels=target.id)
+        await repo.insert_movement(values)
+        await repo.mark_cancelled(target.id, values["id"])  # type: ignore[arg-type]
+        remaining = [e for e in events if e.id != target.id]
+        if data.type == "cancel_admit":
+            await repo.cancel_recorded_acts(stay_id)
+            new = rules.Position(state="cancelled", admitted_at=stay.admitted_at)
+        else:
+            new = rules.replay(initial_for(stay), remaining)
+    else:
+        event = rules.Event(None, data.type, data.at, data.unit, data.room, data.bed,
+                            data.room_class or "")
+        rules.check_new(position, last, event)
+        values = _movement(stay_id, seq, data.type, data.at, data.unit, data.room, data.bed,
+                           data.room_class or "")
+        await repo.insert_movement(values)
+        new = rules.replay(initial_for(stay), [*events, rules.Event(
+            values["id"], data.type, data.at, data.unit, data.room, data.bed,
+            data.room_class or "")])
+    await repo.update_stay(stay_id, {
+        "state": new.state, "admitted_at": new.admitted_at or stay.admitted_at,
+        "discharged_at": new.discharged_at, "unit": new.unit, "room": new.room,
+        "bed": new.bed, "room_class": new.room_class, "updated_at": utcnow()})
+    await record(session, f"stay.{data.type}", "stay", stay_id, {"seq": seq},
+                 tenant_id=tenant_id)
+    updated = await get_stay(session, tenant_id, stay_id)
+    movement = next(m for m in await repo.movements(stay_id) if m.id == values["id"])
+    return updated, movement
+
+
+def initial_for(stay: Stay) -> rules.Position:
+    return rules.Position(state="planned", admitted_at=stay.admitted_at)
+
+
+def room_class_at(stay: Stay, movements: list[Movement], moment: datetime) -> str:
+    """The room class the patient was in at that moment (first class allows a surcharge)."""
+    room_class = "second"
+    for event in effective_events(movements):
+        if event.at > moment:
+            break
+        if event.room_class:
+            room_class = event.room_class
+    return room_class
+
+
+def coverage_gaps(stay: Stay, coverages: list[Coverage], today: date) -> list[CoverageGap]:
+    """Days of the stay no statutory (or accident, foreign) coverage covers."""
+    if stay.state in ("cancelled", "planned"):
+        return []
+    start = local_day(stay.admitted_at)
+    end = local_day(stay.discharged_at) if stay.discharged_at else max(today, start)
+    spans = sorted((c.valid_from, c.valid_to or date.max) for c in coverages
+                   if c.kind in STATUTORY_KINDS or c.kind == "accident")
+    gaps: list[CoverageGap] = []
+    cursor = start
+    for span_start, span_end in spans:
+        if span_end < cursor:
+            continue
+        if span_start > end:
+            break
+        if span_start > cursor:
+            gaps.append(CoverageGap(start=cursor, end=min(span_start - timedelta(days=1), end)))
+        cursor = max(cursor, span_end + timedelta(days=1)) if span_end < date.max else \
+            end + timedelta(days=1)
+        if cursor > end:
+            break
+    if cursor <= end:
+        gaps.append(CoverageGap(start=cursor, end=end))
+    return gaps

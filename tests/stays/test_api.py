@@ -1,0 +1,244 @@
+"""Stays, movements and acts over the API, for the personas of two hospitals."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from luxfact.auth.roles import Role
+from tests.conftest import Hospital, Hospitals
+from tests.patients.test_api import create as create_patient
+
+pytestmark = pytest.mark.usefixtures("catalogue")
+
+ADMITTED = "2026-03-02T08:00:00+01:00"
+
+
+async def admit(client: httpx.AsyncClient, hospital: Hospital, **overrides: object) -> dict:
+    patient = await create_patient(client, hospital)
+    coverage = await client.post(f"/api/v1/patients/{patient['id']}/coverages", json={
+        "kind": "statutory", "payer": "CNS", "valid_from": "2020-01-01"},
+        headers=hospital.auth(Role.clerk))
+    assert coverage.status_code == 201
+    body = {"patient_id": patient["id"], "kind": "inpatient", "admitted_at": ADMITTED,
+            "unit": "MED2", "room": "204", "bed": "A", **overrides}
+    response = await client.post("/api/v1/stays", json=body, headers=hospital.auth(Role.clerk))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def move(client: httpx.AsyncClient, hospital: Hospital, stay: dict,
+               **body: object) -> httpx.Response:
+    return await client.post(f"/api/v1/stays/{stay['id']}/movements", json=body,
+                             headers=hospital.auth(Role.clerk))
+
+
+async def act(client: httpx.AsyncClient, hospital: Hospital, stay: dict,
+              **body: object) -> httpx.Response:
+    payload = {"code": "N101", "performed_at": "2026-03-02T10:00:00+01:00", **body}
+    return await client.post(f"/api/v1/stays/{stay['id']}/acts", json=payload,
+                             headers=hospital.auth(Role.clerk))
+
+
+async def test_admit_transfer_discharge_and_history(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)
+    assert stay["state"] == "admitted" and stay["unit"] == "MED2"
+    assert [m["type"] for m in stay["movements"]] == ["admit"]
+    assert stay["coverage_gaps"] == []
+    moved = await move(client, hospitals.a, stay, type="transfer",
+                       at="2026-03-03T09:00:00+01:00", unit="CHIR", room="12", bed="B",
+                       room_class="first")
+    assert moved.status_code == 201
+    assert moved.json()["unit"] == "CHIR" and moved.json()["room_class"] == "first"
+    out = await move(client, hospitals.a, stay, type="discharge", at="2026-03-05T11:00:00+01:00")
+    body = out.json()
+    assert body["state"] == "discharged" and body["discharged_at"] == "2026-03-05T10:00:00Z"
+    assert [m["type"] for m in body["movements"]] == ["admit", "transfer", "discharge"]
+    for role in (Role.clerk, Role.billing, Role.integration):
+        assert (await client.get(f"/api/v1/stays/{stay['id']}",
+                                 headers=hospitals.b.auth(role))).status_code == 404
+
+
+async def test_cancellations_reverse_exactly(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)
+    transfer = (await move(client, hospitals.a, stay, type="transfer",
+                           at="2026-03-03T09:00:00+01:00", unit="ICU")).json()
+    transfer_id = transfer["movements"][-1]["id"]
+    discharge = (await move(client, hospitals.a, stay, type="discharge",
+                            at="2026-03-04T09:00:00+01:00")).json()
+    discharge_id = discharge["movements"][-1]["id"]
+    early = await move(client, hospitals.a, stay, type="cancel_transfer",
+                       at="2026-03-04T10:00:00+01:00", cancels=transfer_id)
+    assert early.status_code == 409  # the discharge came after it: undo that first
+    undone = (await move(client, hospitals.a, stay, type="cancel_discharge",
+                         at="2026-03-04T10:00:00+01:00", cancels=discharge_id)).json()
+    assert undone["state"] == "admitted" and undone["discharged_at"] is None
+    back = (await move(client, hospitals.a, stay, type="cancel_transfer",
+                       at="2026-03-04T10:05:00+01:00", cancels=transfer_id)).json()
+    assert back["unit"] == "MED2"
+    types = [(m["type"], m["cancelled_by"] is not None) for m in back["movements"]]
+    assert types == [("admit", False), ("transfer", True), ("discharge", True),
+                     ("cancel_discharge", False), ("cancel_transfer", False)]
+
+
+async def test_cancel_admit_cancels_the_stay_and_its_acts(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)
+    assert (await act(client, hospitals.a, stay)).status_code == 201
+    admit_id = stay["movements"][0]["id"]
+    cancelled = (await move(client, hospitals.a, stay, type="cancel_admit",
+                            at="2026-03-02T12:00:00+01:00", cancels=admit_id)).json()
+    assert cancelled["state"] == "cancelled"
+    acts = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
+                             headers=hospitals.a.auth(Role.clerk))).json()["items"]
+    assert [a["state"] for a in acts] == ["cancelled"]
+    late = await act(client, hospitals.a, stay)
+    assert late.status_code == 409
+    transfer = await move(client, hospitals.a, stay, type="transfer",
+                          at="2026-03-03T09:00:00+01:00", unit="X")
+    assert transfer.status_code == 409
+
+
+async def test_bad_movements(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    stay = await admit(client, hospitals.a)
+    before = await move(client, hospitals.a, stay, type="discharge",
+                        at="2026-03-01T08:00:00+01:00")
+    assert before.status_code == 422 and before.json()["errors"][0]["field"] == "at"
+    nowhere = await move(client, hospitals.a, stay, type="transfer",
+                         at="2026-03-03T08:00:00+01:00")
+    assert nowhere.status_code == 422
+    naive = await move(client, hospitals.a, stay, type="discharge", at="2026-03-03T08:00:00")
+    assert naive.status_code == 422
+    assert (await move(client, hospitals.a, stay, type="discharge",
+                       at="2026-03-04T08:00:00+01:00")).status_code == 201
+    transfer = await move(client, hospitals.a, stay, type="transfer",
+                          at="2026-03-05T08:00:00+01:00", unit="X")
+    assert transfer.status_code == 409
+    wrong = await move(client, hospitals.a, stay, type="cancel_transfer",
+                       at="2026-03-05T08:00:00+01:00", cancels=stay["movements"][0]["id"])
+    assert wrong.status_code == 422
+
+
+async def test_stay_for_another_hospitals_patient_is_refused(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    patient = await create_patient(client, hospitals.b)
+    response = await client.post("/api/v1/stays", json={
+        "patient_id": patient["id"], "kind": "inpatient", "admitted_at": ADMITTED},
+        headers=hospitals.a.auth(Role.clerk))
+    assert response.status_code == 422
+    assert response.json()["errors"][0] == {"field": "patient_id", "reason": "no such patient"}
+
+
+async def test_coverage_gap_is_reported(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    patient = await create_patient(client, hospitals.a)
+    await client.post(f"/api/v1/patients/{patient['id']}/coverages", json={
+        "kind": "statutory", "payer": "CNS", "valid_from": "2020-01-01",
+        "valid_to": "2026-03-03"}, headers=hospitals.a.auth(Role.clerk))
+    stay = (await client.post("/api/v1/stays", json={
+        "patient_id": patient["id"], "kind": "inpatient", "admitted_at": ADMITTED},
+        headers=hospitals.a.auth(Role.clerk))).json()
+    out = (await move(client, hospitals.a, stay, type="discharge",
+                      at="2026-03-06T10:00:00+01:00")).json()
+    assert out["coverage_gaps"] == [{"start": "2026-03-04", "end": "2026-03-06"}]
+
+
+async def test_act_is_priced_with_its_explanation(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)
+    response = await act(client, hospitals.a, stay, code="n101", quantity=2)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    # 2 × 19.78 (2.55 × 7.7571: 0.80132 × cote 968.04 / 100), nursing: the insurer pays all
+    assert body["code"] == "N101" and body["gross"] == "39.56"
+    assert body["insurer"] == "39.56" and body["patient"] == "0.00"
+    assert body["tariff_version"] == "N101@2019-01-01"
+    assert body["pricing"]["key_letter_value"] == "7.7571"
+    assert "7.7571" in body["explanation"] and "968.04" in body["explanation"]
+
+
+async def test_first_class_doctor_act_carries_the_surcharge(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a, room_class="first")
+    response = await act(client, hospitals.a, stay, code="V1", performer="12345678")
+    body = response.json()
+    assert response.status_code == 201, body
+    # V1: 7.40 × 5.3766 = 39.79 to the insurer; 66 % first-class surcharge 26.26 to the patient
+    assert body["insurer"] == "39.79" and body["patient"] == "26.26"
+    assert body["gross"] == "66.05"
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"code": "NOPE"}, 422, "code"),
+    ({"code": "N101", "performed_at": "2026-03-01T10:00:00+01:00"}, 422, "performed_at"),
+    ({"code": "N101", "quantity": 0}, 422, "quantity"),
+    ({"code": "N101", "quantity": -1}, 422, "quantity"),
+    ({"code": "C1", "modifiers": ["ZZ"]}, 422, "modifiers"),
+    ({"code": "N101", "performer": "123"}, 422, "performer"),
+    ({"code": "N101", "note": "x" * 10000}, 422, "note"),
+])
+async def test_bad_acts(client: httpx.AsyncClient, hospitals: Hospitals, body: dict,
+                        status: int, field: str) -> None:
+    stay = await admit(client, hospitals.a)
+    response = await act(client, hospitals.a, stay, **body)
+    assert response.status_code == status, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_rules_name_the_other_act(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    stay = await admit(client, hospitals.a, kind="outpatient")
+    first = await act(client, hospitals.a, stay, code="C1", performer="12345678")
+    assert first.status_code == 201, first.text
+    second = await act(client, hospitals.a, stay, code="C52", performer="12345678")
+    assert second.status_code == 422
+    problem = second.json()
+    assert "C1" in problem["detail"] and problem["rule"] == "non_cumulable"
+    assert problem["other_line_id"] == first.json()["id"]
+    twice = await act(client, hospitals.a, stay, code="C1", performer="12345678")
+    assert twice.status_code == 422 and twice.json()["rule"] == "max_per_day"
+
+
+async def test_act_correction_and_cancellation(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)
+    created = (await act(client, hospitals.a, stay)).json()
+    url = f"/api/v1/stays/{stay['id']}/acts/{created['id']}"
+    clerk = hospitals.a.auth(Role.clerk)
+    patched = await client.patch(url, json={"quantity": 3}, headers={**clerk, "If-Match": '"1"'})
+    assert patched.status_code == 200 and patched.json()["gross"] == "59.34"
+    stale = await client.patch(url, json={"quantity": 2}, headers={**clerk, "If-Match": '"1"'})
+    assert stale.status_code == 412
+    other = await client.delete(url, headers=hospitals.b.auth(Role.clerk))
+    assert other.status_code == 404
+    cancelled = await client.delete(url, headers=clerk)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    again = await client.delete(url, headers=clerk)
+    assert again.status_code == 409
+
+
+async def test_idempotent_act(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    stay = await admit(client, hospitals.a)
+    headers = {**hospitals.a.auth(Role.integration), "Idempotency-Key": str(uuid.uuid4())}
+    body = {"code": "N104", "performed_at": "2026-03-02T11:00:00+01:00"}
+    url = f"/api/v1/stays/{stay['id']}/acts"
+    first = await client.post(url, json=body, headers=headers)
+    second = await client.post(url, json=body, headers=headers)
+    assert first.json() == second.json()
+    acts = (await client.get(url, headers=headers)).json()["items"]
+    assert len(acts) == 1
+
+
+async def test_future_act_is_refused(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    stay = await admit(client, hospitals.a, admitted_at=datetime.now(UTC).isoformat())
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    response = await act(client, hospitals.a, stay, performed_at=later)
+    assert response.status_code == 422
