@@ -1,6 +1,9 @@
 """The route table: every URL the service answers, in one place."""
 
-from starlette.routing import BaseRoute, Route
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from luxfact.audit import api as audit_api
 from luxfact.auth import api as auth_api
@@ -8,6 +11,9 @@ from luxfact.health import api as health_api
 from luxfact.patients import api as patients_api
 from luxfact.stays import api as stays_api
 from luxfact.tariffs import api as tariffs_api
+from luxfact.web import apidocs
+
+STATIC = Path(__file__).resolve().parent / "web" / "static"
 
 API = "/api/v1"
 
@@ -16,6 +22,9 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", health_api.healthz, methods=["GET"]),
         Route("/readyz", health_api.readyz, methods=["GET"]),
+        Route(f"{API}/openapi.json", apidocs.openapi_json, methods=["GET"]),
+        Route("/api/docs", apidocs.reference, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route(f"{API}/audit-events", audit_api.list_audit_events, methods=["GET"]),
         Route(f"{API}/api-keys", auth_api.list_api_keys, methods=["GET"]),
         Route(f"{API}/api-keys", auth_api.create_api_key, methods=["POST"]),

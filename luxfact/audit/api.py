@@ -12,8 +12,9 @@ from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.pagination import Page, bad_cursor, decode_cursor, encode_cursor
 
 
-@endpoint(Role.admin)
+@endpoint(Role.admin, query=AuditQuery, response=Page[AuditEventOut])
 async def list_audit_events(ctx: Ctx) -> Response:
+    """The hospital's audit trail, newest first."""
     query = ctx.query(AuditQuery)
     position = decode_cursor(query.cursor, 2)
     after = None

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from luxfact.http.pagination import PageQuery
+from luxfact.kit.types import IsoDateTime
 
 
 class AuditQuery(PageQuery):
@@ -14,8 +15,8 @@ class AuditQuery(PageQuery):
     object_type: str | None = Field(default=None, max_length=40)
     object_id: str | None = Field(default=None, max_length=64)
     actor: str | None = Field(default=None, max_length=60)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
 
 
 class AuditEventOut(BaseModel):

@@ -5,20 +5,30 @@ from starlette.responses import Response
 from luxfact.auth import service
 from luxfact.auth.repository import AuthRepository
 from luxfact.auth.roles import Role
-from luxfact.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, UserIn, UserOut
+from luxfact.auth.schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyList,
+    ApiKeyOut,
+    UserIn,
+    UserList,
+    UserOut,
+)
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 
 
-@endpoint(Role.admin)
+@endpoint(Role.admin, response=ApiKeyList)
 async def list_api_keys(ctx: Ctx) -> Response:
+    """The hospital's API keys (never the keys themselves)."""
     keys = await AuthRepository(ctx.session, ctx.tenant_id).keys()
     items = [ApiKeyOut.model_validate(k, from_attributes=True).model_dump(mode="json")
              for k in keys]
     return json_response({"items": items, "next_cursor": None})
 
 
-@endpoint(Role.admin)
+@endpoint(Role.admin, body=ApiKeyIn, response=ApiKeyCreated, status=201)
 async def create_api_key(ctx: Ctx) -> Response:
+    """Create an API key; the key is in this response only."""
     data = await ctx.body(ApiKeyIn)
     api_key, clear = await service.create_api_key(
         ctx.session, ctx.tenant_id, name=data.name, role=data.role,
@@ -29,22 +39,25 @@ async def create_api_key(ctx: Ctx) -> Response:
     return json_response(out, 201, headers={"Cache-Control": "no-store"})
 
 
-@endpoint(Role.admin)
+@endpoint(Role.admin, response=ApiKeyOut)
 async def revoke_api_key(ctx: Ctx) -> Response:
+    """Revoke an API key; it stops working at once."""
     api_key = await service.revoke_api_key(ctx.session, ctx.tenant_id, ctx.path_uuid("key_id"))
     return json_response(ApiKeyOut.model_validate(api_key, from_attributes=True))
 
 
-@endpoint(Role.admin)
+@endpoint(Role.admin, response=UserList)
 async def list_users(ctx: Ctx) -> Response:
+    """The hospital's users."""
     users = await AuthRepository(ctx.session, ctx.tenant_id).users()
     items = [UserOut.model_validate(u, from_attributes=True).model_dump(mode="json")
              for u in users]
     return json_response({"items": items, "next_cursor": None})
 
 
-@endpoint(Role.admin)
+@endpoint(Role.admin, body=UserIn, response=UserOut, status=201)
 async def create_user(ctx: Ctx) -> Response:
+    """Create a user of this hospital."""
     data = await ctx.body(UserIn)
     user = await service.create_user(
         ctx.session, ctx.tenant_id, email=data.email, role=data.role, password=data.password,

@@ -39,6 +39,11 @@ class UserIn(BaseModel):
     language: Literal["fr", "de", "en"] = "fr"
 
 
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
+    next_cursor: str | None = None
+
+
 class UserOut(BaseModel):
     id: uuid.UUID
     email: str
@@ -48,3 +53,8 @@ class UserOut(BaseModel):
     disabled: bool
     created_at: datetime
     last_login_at: datetime | None
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None = None

@@ -63,6 +63,7 @@ class Ctx:
         return parse_body(await self.request.body(), self.request.headers, schema)
 
     def query(self, schema: type[M]) -> M:
+        """The query string as `schema`; an endpoint without one accepts no parameters."""
         try:
             return schema.model_validate(dict(self.request.query_params))
         except ValidationError as exc:
@@ -119,11 +120,28 @@ async def _tenant_slug(request: Request, session: AsyncSession, tenant_id: uuid.
 Handler = Callable[[Ctx], Awaitable[Response]]
 
 
+@dataclass(frozen=True)
+class EndpointDoc:
+    """What the OpenAPI document says of an endpoint: declared once, next to the handler."""
+
+    roles: frozenset[Role]
+    idempotent: bool = False
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    etag: bool = False  # answers with an ETag; a PATCH needs If-Match
+
+
 def endpoint(
-    *roles: Role, idempotent: bool = False
+    *roles: Role, idempotent: bool = False, body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
+    status: int = 200, etag: bool = False,
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Declare an endpoint: the roles allowed, and whether it honours Idempotency-Key."""
+    """Declare an endpoint: the roles allowed, whether it honours Idempotency-Key, and the
+    schemas of its body, query and response (the OpenAPI document is made from them)."""
     allowed = frozenset(roles)
+    doc = EndpointDoc(allowed, idempotent, body, query, response, status, etag)
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
@@ -181,7 +199,7 @@ def endpoint(
         run.__name__ = handler.__name__
         run.__doc__ = handler.__doc__
         run.roles = allowed  # type: ignore[attr-defined]
-        run.idempotent = idempotent  # type: ignore[attr-defined]
+        run.doc = doc  # type: ignore[attr-defined]
         return run
 
     return decorate

@@ -9,7 +9,7 @@ import base64
 import json
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from luxfact.kit.errors import ValidationFailed
 
@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 
 class PageQuery(BaseModel):
+    # An unknown parameter is refused: a misspelt filter must not silently list everything.
+    model_config = ConfigDict(extra="forbid")
+
     cursor: str | None = Field(default=None, max_length=500)
     limit: int = Field(default=50, ge=1, le=200)
 

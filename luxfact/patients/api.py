@@ -12,9 +12,11 @@ from luxfact.patients.models import Patient
 from luxfact.patients.repository import PatientRepository
 from luxfact.patients.schemas import (
     CoverageIn,
+    CoverageList,
     CoverageOut,
     MergeIn,
     PatientIn,
+    PatientList,
     PatientOut,
     PatientPatch,
     PatientQuery,
@@ -28,16 +30,19 @@ def patient_response(patient: Patient, status: int = 200) -> Response:
     return json_response(out, status, headers={"ETag": etag(patient.version)})
 
 
-@endpoint(Role.clerk, Role.integration, idempotent=True)
+@endpoint(Role.clerk, Role.integration, idempotent=True, body=PatientIn, response=PatientOut,
+          status=201, etag=True)
 async def create_patient(ctx: Ctx) -> Response:
+    """Register a patient."""
     patient = await service.create_patient(ctx.session, ctx.tenant_id, await ctx.body(PatientIn))
     response = patient_response(patient, 201)
     response.headers["Location"] = f"/api/v1/patients/{patient.id}"
     return response
 
 
-@endpoint(*DESK)
+@endpoint(*DESK, query=PatientQuery, response=PatientList)
 async def list_patients(ctx: Ctx) -> Response:
+    """Search patients by name (forgiving), matricule or birth date."""
     query = ctx.query(PatientQuery)
     position = decode_cursor(query.cursor, 3)
     if position and not all(isinstance(p, str) for p in position):
@@ -56,14 +61,16 @@ async def list_patients(ctx: Ctx) -> Response:
     return json_response(page)
 
 
-@endpoint(*DESK)
+@endpoint(*DESK, response=PatientOut, etag=True)
 async def get_patient(ctx: Ctx) -> Response:
+    """A patient's record (the read is audited)."""
     return patient_response(
         await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id")))
 
 
-@endpoint(Role.clerk, Role.integration)
+@endpoint(Role.clerk, Role.integration, body=PatientPatch, response=PatientOut, etag=True)
 async def update_patient(ctx: Ctx) -> Response:
+    """Change a patient's record (If-Match required)."""
     patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     require_if_match(ctx.request, patient.version)
     data = await ctx.body(PatientPatch)
@@ -71,8 +78,9 @@ async def update_patient(ctx: Ctx) -> Response:
                                                          data))
 
 
-@endpoint(Role.clerk, Role.billing)
+@endpoint(Role.clerk, Role.billing, response=PatientList)
 async def list_duplicates(ctx: Ctx) -> Response:
+    """Patients that may be the same person."""
     patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     found = await PatientRepository(ctx.session, ctx.tenant_id).duplicates_of(patient)
     return json_response({"items": [PatientOut.model_validate(p, from_attributes=True)
@@ -80,16 +88,18 @@ async def list_duplicates(ctx: Ctx) -> Response:
                           "next_cursor": None})
 
 
-@endpoint(Role.clerk, Role.billing)
+@endpoint(Role.clerk, Role.billing, body=MergeIn, response=PatientOut, etag=True)
 async def merge(ctx: Ctx) -> Response:
+    """Merge a duplicate into this patient."""
     data = await ctx.body(MergeIn)
     survivor = await merge_patients(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"),
                                     data.duplicate_id)
     return patient_response(survivor)
 
 
-@endpoint(*DESK)
+@endpoint(*DESK, response=CoverageList)
 async def list_coverages(ctx: Ctx) -> Response:
+    """A patient's coverages."""
     patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     coverages = await PatientRepository(ctx.session, ctx.tenant_id).coverages(patient.id)
     return json_response({"items": [CoverageOut.model_validate(c, from_attributes=True)
@@ -97,8 +107,10 @@ async def list_coverages(ctx: Ctx) -> Response:
                           "next_cursor": None})
 
 
-@endpoint(Role.clerk, Role.billing, Role.integration, idempotent=True)
+@endpoint(Role.clerk, Role.billing, Role.integration, idempotent=True, body=CoverageIn,
+          response=CoverageOut, status=201)
 async def add_coverage(ctx: Ctx) -> Response:
+    """Add a coverage to a patient."""
     patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     coverage = await service.add_coverage(ctx.session, ctx.tenant_id, patient,
                                           await ctx.body(CoverageIn))

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from luxfact.http.pagination import PageQuery
 from luxfact.kit.text import nfc
 from luxfact.kit.time import LUXEMBOURG
+from luxfact.kit.types import IsoDate
 from luxfact.patients import matricule as mat
 
 
@@ -42,7 +43,7 @@ def _past(value: dt.date) -> dt.date:
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_name)]
 MatriculeIn = Annotated[str | None, Field(default=None, max_length=20),
                         AfterValidator(_matricule)]
-PastDate = Annotated[dt.date, AfterValidator(_past)]
+PastDate = Annotated[IsoDate, AfterValidator(_past)]
 Sex = Literal["F", "M", "X"]
 Language = Literal["fr", "de", "en"]
 NoMatriculeReason = Literal["foreign", "unidentified", "newborn", "other"]
@@ -133,7 +134,7 @@ class PatientOut(BaseModel):
 
 class PatientQuery(PageQuery):
     q: str | None = Field(default=None, max_length=100)
-    birth_date: dt.date | None = None
+    birth_date: IsoDate | None = None
     matricule: str | None = Field(default=None, max_length=20)
 
 
@@ -153,8 +154,8 @@ class CoverageIn(BaseModel):
     member_number: str = Field(default="", max_length=40)
     accident_number: str | None = Field(default=None, pattern=r"^[UL][0-9]{9}$")
     first_class: bool = False
-    valid_from: dt.date
-    valid_to: dt.date | None = None
+    valid_from: IsoDate
+    valid_to: IsoDate | None = None
 
     @model_validator(mode="after")
     def _period(self) -> "CoverageIn":
@@ -175,3 +176,13 @@ class CoverageOut(CoverageIn):
     model_config = ConfigDict(extra="ignore")
     id: uuid.UUID
     patient_id: uuid.UUID
+
+
+class PatientList(BaseModel):
+    items: list[PatientOut]
+    next_cursor: str | None = None
+
+
+class CoverageList(BaseModel):
+    items: list[CoverageOut]
+    next_cursor: str | None = None

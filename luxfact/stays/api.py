@@ -16,10 +16,13 @@ from luxfact.stays.models import Stay
 from luxfact.stays.repository import StayRepository
 from luxfact.stays.schemas import (
     ActIn,
+    ActList,
+    ActOut,
     ActPatch,
     MovementIn,
     MovementOut,
     StayIn,
+    StayList,
     StayOut,
     StayQuery,
 )
@@ -38,16 +41,18 @@ async def stay_response(ctx: Ctx, stay: Stay, status: int = 200) -> Response:
     return json_response(out, status, headers={"ETag": etag(stay.version)})
 
 
-@endpoint(*WRITERS, idempotent=True)
+@endpoint(*WRITERS, idempotent=True, body=StayIn, response=StayOut, status=201, etag=True)
 async def create_stay(ctx: Ctx) -> Response:
+    """Admit a patient (or plan an admission)."""
     stay = await service.create_stay(ctx.session, ctx.tenant_id, await ctx.body(StayIn))
     response = await stay_response(ctx, stay, 201)
     response.headers["Location"] = f"/api/v1/stays/{stay.id}"
     return response
 
 
-@endpoint(*READERS)
+@endpoint(*READERS, query=StayQuery, response=StayList)
 async def list_stays(ctx: Ctx) -> Response:
+    """Stays, newest admission first."""
     query = ctx.query(StayQuery)
     position = decode_cursor(query.cursor, 2)
     after = None
@@ -68,38 +73,44 @@ async def list_stays(ctx: Ctx) -> Response:
     return json_response(page)
 
 
-@endpoint(*READERS)
+@endpoint(*READERS, response=StayOut, etag=True)
 async def get_stay(ctx: Ctx) -> Response:
+    """A stay with its movements and coverage gaps."""
     return await stay_response(ctx, await service.get_stay(ctx.session, ctx.tenant_id,
                                                            ctx.path_uuid("stay_id")))
 
 
-@endpoint(*WRITERS, idempotent=True)
+@endpoint(*WRITERS, idempotent=True, body=MovementIn, response=StayOut, status=201)
 async def add_movement(ctx: Ctx) -> Response:
+    """Transfer, discharge, admit a planned stay, or cancel the latest movement."""
     data = await ctx.body(MovementIn)
     stay, _ = await service.add_movement(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
                                          data)
     return await stay_response(ctx, stay, 201)
 
 
-@endpoint(Role.clerk, Role.integration, idempotent=True)
+@endpoint(Role.clerk, Role.integration, idempotent=True, body=ActIn, response=ActOut,
+          status=201, etag=True)
 async def record_act(ctx: Ctx) -> Response:
+    """Record an act on a stay; it is checked and priced at once."""
     data = await ctx.body(ActIn)
     act = await act_service.record_act(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
                                        data)
     return json_response(act_service.act_out(act), 201, headers={"ETag": etag(act.version)})
 
 
-@endpoint(*READERS)
+@endpoint(*READERS, response=ActList)
 async def list_acts(ctx: Ctx) -> Response:
+    """The acts of a stay with their prices."""
     stay = await service.get_stay(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"))
     acts = await StayRepository(ctx.session, ctx.tenant_id).acts(stay.id)
     return json_response({"items": [act_service.act_out(a).model_dump(mode="json")
                                     for a in acts], "next_cursor": None})
 
 
-@endpoint(Role.clerk, Role.integration)
+@endpoint(Role.clerk, Role.integration, body=ActPatch, response=ActOut, etag=True)
 async def update_act(ctx: Ctx) -> Response:
+    """Correct an act not yet invoiced (If-Match required)."""
     act = await act_service.get_act(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
                                     ctx.path_uuid("act_id"))
     require_if_match(ctx.request, act.version)
@@ -108,8 +119,9 @@ async def update_act(ctx: Ctx) -> Response:
     return json_response(act_service.act_out(updated), headers={"ETag": etag(updated.version)})
 
 
-@endpoint(Role.clerk, Role.integration)
+@endpoint(Role.clerk, Role.integration, response=ActOut)
 async def cancel_act(ctx: Ctx) -> Response:
+    """Cancel an act not yet invoiced."""
     act = await act_service.get_act(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
                                     ctx.path_uuid("act_id"))
     cancelled = await act_service.cancel_act(ctx.session, ctx.tenant_id, act)

@@ -4,9 +4,10 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from luxfact.http.pagination import PageQuery
+from luxfact.kit.types import IsoDateTime
 
 StayKind = Literal["inpatient", "day_hospital", "outpatient", "emergency"]
 StayState = Literal["planned", "admitted", "discharged", "cancelled", "closed"]
@@ -22,7 +23,7 @@ class StayIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     patient_id: uuid.UUID
     kind: StayKind
-    admitted_at: AwareDatetime = Field(description="Admission (or planned admission) time.")
+    admitted_at: IsoDateTime = Field(description="Admission (or planned admission) time.")
     planned: bool = Field(default=False, description="A pre-admission: admitted later by an "
                           "`admit` movement.")
     unit: str = Place
@@ -44,7 +45,7 @@ class StayQuery(PageQuery):
 class MovementIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     type: MovementType
-    at: AwareDatetime
+    at: IsoDateTime
     unit: str = Place
     room: str = Field(default="", max_length=20, pattern=r"^[\w .\-/]*$")
     bed: str = Field(default="", max_length=20, pattern=r"^[\w .\-/]*$")
@@ -94,7 +95,7 @@ class StayOut(BaseModel):
 class ActIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     code: str = Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9_.\-]+$")
-    performed_at: AwareDatetime
+    performed_at: IsoDateTime
     performer: str | None = Field(default=None, pattern=PROVIDER)
     specialty: str | None = Field(default=None, max_length=40, pattern=r"^[a-z_]+$")
     quantity: int = Field(default=1, ge=1, le=999)
@@ -106,7 +107,7 @@ class ActPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     code: str | None = Field(default=None, min_length=1, max_length=20,
                              pattern=r"^[A-Za-z0-9_.\-]+$")
-    performed_at: AwareDatetime | None = None
+    performed_at: IsoDateTime | None = None
     performer: str | None = Field(default=None, pattern=PROVIDER)
     specialty: str | None = Field(default=None, max_length=40, pattern=r"^[a-z_]+$")
     quantity: int | None = Field(default=None, ge=1, le=999)
@@ -134,3 +135,13 @@ class ActOut(BaseModel):
     pricing: dict[str, Any]
     explanation: str
     version: int
+
+
+class StayList(BaseModel):
+    items: list[StayOut]
+    next_cursor: str | None = None
+
+
+class ActList(BaseModel):
+    items: list[ActOut]
+    next_cursor: str | None = None

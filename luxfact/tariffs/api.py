@@ -28,8 +28,9 @@ def act_price(snapshot: cat.TariffSnapshot, act: cat.ActVersion, day: date) -> A
     )
 
 
-@endpoint(*ALL_ROLES)
+@endpoint(*ALL_ROLES, query=ActQuery, response=ActPrice)
 async def get_act(ctx: Ctx) -> Response:
+    """An act's tariff and unit price on a date."""
     query = ctx.query(ActQuery)
     day = query.date or _today()
     snapshot = await service.snapshot(ctx.session, ctx.tenant_id)
@@ -43,8 +44,9 @@ async def get_act(ctx: Ctx) -> Response:
         raise service.catalogue_error(exc, "query.date") from None
 
 
-@endpoint(*ALL_ROLES)
+@endpoint(*ALL_ROLES, query=ActSearchQuery, response=ActSearchResult)
 async def search_acts(ctx: Ctx) -> Response:
+    """Search acts by code or label, for autocomplete."""
     query = ctx.query(ActSearchQuery)
     day = query.date or _today()
     snapshot = await service.snapshot(ctx.session, ctx.tenant_id)

@@ -4,14 +4,17 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from luxfact.kit.types import IsoDate
 
 # Decimals leave the API as strings with their exact digits.
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str)]
 
 
 class ActQuery(BaseModel):
-    date: dt.date | None = Field(default=None, description="The act's date; default today "
+    model_config = ConfigDict(extra="forbid")
+    date: IsoDate | None = Field(default=None, description="The act's date; default today "
                               "(Europe/Luxembourg).")
 
 
