@@ -76,7 +76,7 @@ def live_server(settings: Settings) -> Iterator[str]:
     env = {**os.environ, "LUXFACT_DATABASE_URL": settings.database_url,
            "LUXFACT_APP_ROLE": settings.app_role, "LUXFACT_SECRET_KEY": settings.secret_key,
            "LUXFACT_LOG_LEVEL": "WARNING", "LUXFACT_MAX_BODY_BYTES": "65536"}
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+    process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "luxfact.app:app_factory", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

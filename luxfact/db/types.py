@@ -56,3 +56,9 @@ class DecimalText(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: str | None, dialect: object) -> Decimal | None:
         return None if value is None else Decimal(value)
+
+
+def search_key_type(length: int = 100) -> String:
+    """Text compared byte by byte: prefix ranges and keyset pagination need an order that
+    is the same in SQL and in Python, whatever the cluster's collation (COLLATE "C")."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]

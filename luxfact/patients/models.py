@@ -3,10 +3,11 @@
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKeyConstraint, Index, UniqueConstraint
+from sqlalchemy import Column, ForeignKeyConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from luxfact.db.base import created_at_field, id_field, tenant_id_field, utc_column
+from luxfact.db.types import search_key_type
 from luxfact.kit.time import utcnow
 
 
@@ -29,8 +30,8 @@ class Patient(SQLModel, table=True):
     family_name: str = Field(max_length=100)
     given_name: str = Field(max_length=100)
     # Accent- and case-free forms (kit.text.fold), what search compares.
-    family_folded: str = Field(max_length=100)
-    given_folded: str = Field(max_length=100)
+    family_folded: str = Field(sa_column=Column(search_key_type(), nullable=False))
+    given_folded: str = Field(sa_column=Column(search_key_type(), nullable=False))
     birth_date: date
     death_date: date | None = None
     sex: str = Field(max_length=1)
@@ -62,7 +63,7 @@ class PatientNameKey(SQLModel, table=True):
     )
 
     tenant_id: uuid.UUID = tenant_id_field()
-    key: str = Field(primary_key=True, max_length=100)
+    key: str = Field(sa_column=Column(search_key_type(), primary_key=True))
     patient_id: uuid.UUID = Field(primary_key=True)
 
 

@@ -46,37 +46,50 @@ class PatientRepository:
 
     async def search(self, terms: SearchTerms, *, limit: int,
                      after: tuple[str, str, str] | None = None) -> list[Patient]:
-        conditions: list[Any] = [P.c.tenant_id == self.tenant_id, P.c.merged_into.is_(None)]
+        """Patients matching the terms, in (family, given, id) order, `limit` at most.
+
+        A name matches by family-name prefix, by given-name prefix, or one typo away (name
+        keys). Each of the three is its own index-friendly query returning its first `limit`
+        rows in the common order; merging them gives exactly the first `limit` rows of their
+        union (an OR of the three would defeat the indexes).
+        """
+        base: list[Any] = [P.c.tenant_id == self.tenant_id, P.c.merged_into.is_(None)]
         if terms.matricule:
-            conditions.append(P.c.matricule == terms.matricule)
+            base.append(P.c.matricule == terms.matricule)
         if terms.legacy_matricule:
-            conditions.append(P.c.legacy_matricule == terms.legacy_matricule)
+            base.append(P.c.legacy_matricule == terms.legacy_matricule)
         if terms.birth_date:
-            conditions.append(P.c.birth_date == terms.birth_date)
-        if terms.name_words:
-            first, *rest = terms.name_words
-            typo = select(K.c.patient_id).where(
-                K.c.tenant_id == self.tenant_id,
-                K.c.key.in_(sorted(deletion_keys(first))))
-            conditions.append(or_(
-                and_(P.c.family_folded >= first, P.c.family_folded < prefix_end(first)),
-                P.c.id.in_(typo),
-                and_(P.c.given_folded >= first, P.c.given_folded < prefix_end(first)),
-            ))
-            for word in rest:
-                conditions.append(or_(P.c.given_folded.contains(word),
-                                      P.c.family_folded.contains(word)))
+            base.append(P.c.birth_date == terms.birth_date)
         if after:
             family, given, last_id = after
-            conditions.append(or_(
+            base.append(or_(
                 P.c.family_folded > family,
                 and_(P.c.family_folded == family, P.c.given_folded > given),
                 and_(P.c.family_folded == family, P.c.given_folded == given,
                      P.c.id > uuid.UUID(last_id)),
             ))
-        query = (fresh(Patient).where(*conditions)
-                 .order_by(P.c.family_folded, P.c.given_folded, P.c.id).limit(limit))
-        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+        sources: list[list[Any]] = [[]]
+        if terms.name_words:
+            first, *rest = terms.name_words
+            for word in rest:
+                base.append(or_(P.c.given_folded.contains(word),
+                                P.c.family_folded.contains(word)))
+            end = prefix_end(first)
+            sources = [
+                [P.c.family_folded >= first, P.c.family_folded < end],
+                [P.c.given_folded >= first, P.c.given_folded < end],
+                [P.c.id.in_(select(K.c.patient_id).where(
+                    K.c.tenant_id == self.tenant_id,
+                    K.c.key.in_(sorted(deletion_keys(first)))))],
+            ]
+        found: dict[uuid.UUID, Patient] = {}
+        for extra in sources:
+            query = (fresh(Patient).where(*base, *extra)
+                     .order_by(P.c.family_folded, P.c.given_folded, P.c.id).limit(limit))
+            for patient in (await self.session.exec(query)).scalars():  # type: ignore[call-overload]
+                found[patient.id] = patient
+        ordered = sorted(found.values(), key=lambda p: (p.family_folded, p.given_folded, p.id))
+        return ordered[:limit]
 
     async def duplicates_of(self, patient: Patient) -> list[Patient]:
         """Same matricule, or same birth date and a similar family name."""

@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from luxfact.db import rls
-from luxfact.db.types import UTCDateTime
+from luxfact.db.types import UTCDateTime, search_key_type
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -43,8 +43,8 @@ def upgrade() -> None:
     sa.Column('legacy_matricule', sqlmodel.sql.sqltypes.AutoString(length=11), nullable=True),
     sa.Column('family_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('given_name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('family_folded', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('given_folded', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('family_folded', search_key_type(), nullable=False),
+    sa.Column('given_folded', search_key_type(), nullable=False),
     sa.Column('birth_date', sa.Date(), nullable=False),
     sa.Column('death_date', sa.Date(), nullable=True),
     sa.Column('sex', sqlmodel.sql.sqltypes.AutoString(length=1), nullable=False),
@@ -90,7 +90,7 @@ def upgrade() -> None:
 
     op.create_table('patient_name_keys',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('key', search_key_type(), nullable=False),
     sa.Column('patient_id', sa.Uuid(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id', 'patient_id'], ['patients.tenant_id', 'patients.id'], name=op.f('fk_patient_name_keys_tenant_id_patient_id_patients'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_patient_name_keys_tenant_id_tenants'), ondelete='RESTRICT'),
