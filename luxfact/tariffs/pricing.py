@@ -42,6 +42,7 @@ ZERO = Decimal("0.00")
 ONE_DAY = timedelta(days=1)
 
 STAY_KINDS = ("inpatient", "day_hospital", "outpatient", "emergency")
+HOSPITAL_KINDS = ("inpatient", "day_hospital")  # doctors at the inpatient rate, participation
 CATEGORIES = ("doctor", "nursing", "hospital", "supplement")
 # Rules that check_rules enforces; secondary_percent is applied by price_stay.
 CHECKED_RULES = ("min_age", "max_age", "specialties", "non_cumulable", "max_per_day",
@@ -378,10 +379,9 @@ class _Index:
             if periods is None:
                 periods = known[act.code] = self._tariff_periods(act.code)
             i = bisect_right(periods[0], act.day.toordinal()) - 1
-            period = periods[1][i]
-            if i < 0 or period is _NO_PERIOD:
+            if i < 0 or periods[1][i] is _NO_PERIOD:
                 self._resolve(act.code, act.day)  # raises the catalogue's error
-            found.append(period)
+            found.append(periods[1][i])
         return found
 
     def _resolve(self, code: str, day: date) -> AppliedTariff:
@@ -577,6 +577,7 @@ def _same_period(a: _Period, b: _Period) -> bool:
     return (a.tariff.version is b.tariff.version
             and a.tariff.key_letter_row is b.tariff.key_letter_row
             and a.tariff.key_letter_value == b.tariff.key_letter_value
+            and a.tariff.cote == b.tariff.cote
             and a.secondary is b.secondary)
 
 
@@ -592,9 +593,6 @@ class _Terms:
     reason: str
     tiers: bool                     # tiers payant social: the insurer pays the patient's part
     patient_only: bool              # the whole line is the patient's
-
-
-HOSPITAL_KINDS = ("inpatient", "day_hospital")
 
 
 def _terms(index: _Index, stay: StayInfo, patient: PatientInfo, day: date,
@@ -862,7 +860,7 @@ _EXEMPTION_ORDER = ("psychiatric_day_hospital", "exempt_under", "childbirth_firs
 
 def _participation(index: _Index, stay: StayInfo, patient: PatientInfo,
                    until: date | None) -> tuple[ParticipationLine, ...]:
-    if stay.kind not in ("inpatient", "day_hospital"):
+    if stay.kind not in HOSPITAL_KINDS:
         return ()
     period = _counted_days(stay, until)
     if period is None:
