@@ -3,10 +3,14 @@
 import uuid
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.models import AuditEvent
 from luxfact.kit import context
+from luxfact.kit.time import utcnow
+
+T = AuditEvent.__table__  # type: ignore[attr-defined]
 
 
 async def record(
@@ -17,19 +21,13 @@ async def record(
     details: dict[str, Any] | None = None,
     *,
     tenant_id: uuid.UUID | None = None,
-) -> AuditEvent:
+) -> None:
     info = context.current()
     tenant = tenant_id or info.tenant_id
     if tenant is None:
         raise RuntimeError("audit event outside any tenant")
-    event = AuditEvent(
-        tenant_id=tenant,
-        actor=info.actor or "system",
-        action=action,
-        object_type=object_type,
-        object_id=str(object_id),
-        request_id=info.request_id,
-        details=details or {},
-    )
-    session.add(event)
-    return event
+    # A Core insert: no ORM unit of work to flush for a row nobody reads back here.
+    await session.execute(insert(T).values(
+        tenant_id=tenant, id=uuid.uuid4(), at=utcnow(), actor=info.actor or "system",
+        action=action, object_type=object_type, object_id=str(object_id),
+        request_id=info.request_id, details=details or {}))

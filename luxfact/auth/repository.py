@@ -1,11 +1,15 @@
 """Queries of users and API keys, always within the current tenant."""
 
 import uuid
+from datetime import datetime
 
+from sqlalchemy import Row, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.auth.models import ApiKey, User
+
+K = ApiKey.__table__  # type: ignore[attr-defined]
 
 
 class AuthRepository:
@@ -20,6 +24,16 @@ class AuthRepository:
             col(ApiKey.revoked_at).is_(None),
         )
         return (await self.session.exec(query)).first()
+
+    async def active_key_row(self, key_hash: str) -> Row | None:
+        """The hot path of every request: a Core query, no ORM object."""
+        query = select(K.c.id, K.c.name, K.c.role, K.c.last_used_at).where(
+            K.c.tenant_id == self.tenant_id, K.c.key_hash == key_hash, K.c.revoked_at.is_(None))
+        return (await self.session.execute(query)).first()
+
+    async def touch_key(self, key_id: uuid.UUID, at: datetime) -> None:
+        await self.session.execute(update(K).where(K.c.tenant_id == self.tenant_id,
+                                                   K.c.id == key_id).values(last_used_at=at))
 
     async def key(self, key_id: uuid.UUID) -> ApiKey | None:
         query = select(ApiKey).where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)

@@ -37,13 +37,13 @@ async def authenticate_key(
     session: AsyncSession, tenant_id: uuid.UUID, key: str
 ) -> Principal | None:
     """The key's principal, or None. The tenant must already be set on the transaction."""
-    found = await AuthRepository(session, tenant_id).key_by_hash(credentials.hash_api_key(key))
+    repo = AuthRepository(session, tenant_id)
+    found = await repo.active_key_row(credentials.hash_api_key(key))
     if found is None:
         return None
     now = utcnow()
     if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
-        found.last_used_at = now
-        session.add(found)
+        await repo.touch_key(found.id, now)
     return Principal(tenant_id, "key", found.id, Role(found.role), found.name)
 
 

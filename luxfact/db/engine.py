@@ -73,7 +73,10 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. After a database restart the
+        # first failing statement invalidates the whole pool (SQLAlchemy does so on any
+        # disconnect error), that request gets a 503, and the next ones reconnect.
+        pool_pre_ping=False,
         pool_recycle=1800,
         # Fail fast when the database is unreachable: the request gets a 503, not a hang.
         connect_args={"timeout": 5, "command_timeout": 60},

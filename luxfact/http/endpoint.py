@@ -91,9 +91,11 @@ def parse_body(raw: bytes, headers: Any, schema: type[M]) -> M:
 
 
 def json_response(data: BaseModel | dict[str, Any] | list[Any], status: int = 200,
-                  headers: dict[str, str] | None = None) -> JSONResponse:
+                  headers: dict[str, str] | None = None) -> Response:
     if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json")
+        # pydantic serialises straight to JSON bytes (no intermediate dict).
+        return Response(data.model_dump_json(), status_code=status, headers=headers,
+                        media_type="application/json")
     return JSONResponse(data, status_code=status, headers=headers)
 
 

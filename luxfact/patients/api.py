@@ -44,8 +44,9 @@ async def create_patient(ctx: Ctx) -> Response:
 async def list_patients(ctx: Ctx) -> Response:
     """Search patients by name (forgiving), matricule or birth date."""
     query = ctx.query(PatientQuery)
-    position = decode_cursor(query.cursor, 3)
-    if position and not all(isinstance(p, str) for p in position):
+    position = decode_cursor(query.cursor, 4)
+    if position and (position[0] not in (0, 1)
+                     or not all(isinstance(p, str) for p in position[1:])):
         raise bad_cursor()
     found = await service.search_patients(
         ctx.session, ctx.tenant_id, q=query.q, birth_date=query.birth_date,
@@ -53,11 +54,13 @@ async def list_patients(ctx: Ctx) -> Response:
         after=tuple(position) if position else None)  # type: ignore[arg-type]
     more = len(found) > query.limit
     found = found[: query.limit]
-    last = found[-1] if found else None
+    next_cursor = None
+    if more and found:
+        rank, last = found[-1]
+        next_cursor = encode_cursor([rank, last.family_folded, last.given_folded, str(last.id)])
     page = Page[PatientOut](
-        items=[PatientOut.model_validate(p, from_attributes=True) for p in found],
-        next_cursor=encode_cursor([last.family_folded, last.given_folded, str(last.id)])
-        if more and last else None)
+        items=[PatientOut.model_validate(p, from_attributes=True) for _, p in found],
+        next_cursor=next_cursor)
     return json_response(page)
 
 

@@ -58,6 +58,9 @@ class PatientNameKey(SQLModel, table=True):
     __tablename__ = "patient_name_keys"
     __table_args__ = (
         Index("ix_patient_name_keys_patient", "tenant_id", "patient_id"),
+        # Walked in name order for one key: a typo search reads a page, not every match.
+        Index("ix_patient_name_keys_ordered", "tenant_id", "key", "family_folded",
+              "given_folded", "patient_id"),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"],
                              ondelete="CASCADE"),
     )
@@ -65,6 +68,9 @@ class PatientNameKey(SQLModel, table=True):
     tenant_id: uuid.UUID = tenant_id_field()
     key: str = Field(sa_column=Column(search_key_type(), primary_key=True))
     patient_id: uuid.UUID = Field(primary_key=True)
+    # The patient's sort key, copied so that a key's matches come out in name order.
+    family_folded: str = Field(sa_column=Column(search_key_type(), nullable=False))
+    given_folded: str = Field(sa_column=Column(search_key_type(), nullable=False))
 
 
 class Coverage(SQLModel, table=True):

@@ -67,3 +67,16 @@ def parse_query(q: str) -> SearchTerms:
 def prefix_end(prefix: str) -> str:
     """The smallest string greater than every string starting with prefix (for a range scan)."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def rank(first: str | None, rest: list[str], family_folded: str, given_folded: str) -> int | None:
+    """How a patient matches name words: 0 exact (prefix of family or given name), 1 one typo
+    away in the family name, None not at all. The same rules as the database queries."""
+    for word in rest:
+        if word not in given_folded and word not in family_folded:
+            return None
+    if first is None or family_folded.startswith(first) or given_folded.startswith(first):
+        return 0
+    if name_keys(family_folded) & deletion_keys(first):
+        return 1
+    return None

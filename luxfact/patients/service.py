@@ -33,9 +33,9 @@ async def create_patient(session: AsyncSession, tenant_id: uuid.UUID, data: Pati
     await repo.insert(values)
     await record(session, "patient.create", "patient", values["id"], {},
                  tenant_id=tenant_id)
-    patient = await repo.get(values["id"])
-    assert patient is not None
-    return patient
+    # What was inserted is what would be read back: no second round trip.
+    return Patient(tenant_id=tenant_id, death_date=None, legacy_matricule=None,
+                   merged_into=None, **values)
 
 
 async def read_patient(session: AsyncSession, tenant_id: uuid.UUID,
@@ -73,8 +73,9 @@ async def update_patient(session: AsyncSession, tenant_id: uuid.UUID, patient: P
     changes["updated_at"] = utcnow()
     if not await repo.update(patient.id, patient.version, changes):
         raise Conflict("The patient changed meanwhile: reload and retry.")
-    if "family_name" in changes:
-        await repo.replace_name_keys(patient.id, changes["family_name"])
+    if "family_name" in changes or "given_name" in changes:
+        await repo.replace_name_keys(patient.id, changes.get("family_name", patient.family_name),
+                                     changes.get("given_name", patient.given_name))
     # Field names only: the audit trail must not copy the patient's data.
     await record(session, "patient.update", "patient", patient.id,
                  {"fields": sorted(k for k in changes if not k.endswith("_folded")
@@ -86,7 +87,8 @@ async def update_patient(session: AsyncSession, tenant_id: uuid.UUID, patient: P
 
 async def search_patients(session: AsyncSession, tenant_id: uuid.UUID, *, q: str | None,
                           birth_date: date | None, matricule: str | None, limit: int,
-                          after: tuple[str, str, str] | None) -> list[Patient]:
+                          after: tuple[int, str, str, str] | None
+                          ) -> list[tuple[int, Patient]]:
     terms = parse_query(q or "")
     if birth_date:
         terms.birth_date = birth_date
@@ -98,7 +100,7 @@ async def search_patients(session: AsyncSession, tenant_id: uuid.UUID, *, q: str
             terms.matricule = digits
     found = await PatientRepository(session, tenant_id).search(terms, limit=limit, after=after)
     await record(session, "patient.search", "patient", "search",
-                 {"results": [str(p.id) for p in found]}, tenant_id=tenant_id)
+                 {"results": [str(p.id) for _, p in found]}, tenant_id=tenant_id)
     return found
 
 

@@ -15,7 +15,6 @@ from luxfact.audit.service import record
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import cents_str, to_cents
 from luxfact.kit.time import utcnow
-from luxfact.patients.models import Patient
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays.models import Act, Stay
 from luxfact.stays.repository import StayRepository
@@ -48,17 +47,37 @@ def act_out(act: Act) -> ActOut:
         explanation=act.pricing.get("explanation", ""), version=act.version)
 
 
-async def _context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
-                   patient: Patient) -> tuple[pricing.StayInfo, pricing.PatientInfo]:
-    coverages = await PatientRepository(session, tenant_id).coverages(patient.id)
-    attestations = tuple((c.valid_from, c.valid_to or date.max) for c in coverages
-                         if c.kind == "social_tiers_payant")
+async def _context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay
+                   ) -> tuple[pricing.StayInfo, pricing.PatientInfo]:
+    """What the engine needs of the stay and the patient: one narrow Core query."""
+    birth_date, death_date, periods = await PatientRepository(
+        session, tenant_id).pricing_facts(stay.patient_id)
+    attestations = tuple((start, end or date.max) for start, end in periods)
     stay_info = pricing.StayInfo(
         kind=stay.kind, admitted=local_day(stay.admitted_at),
         discharged=local_day(stay.discharged_at) if stay.discharged_at else None,
         childbirth=stay.childbirth, psychiatric=stay.psychiatric,
         social_tiers_payant=attestations)
-    return stay_info, pricing.PatientInfo(patient.birth_date, patient.death_date)
+    return stay_info, pricing.PatientInfo(birth_date, death_date)
+
+
+CROSS_ACT_RULES = ("non_cumulable", "max_per_day", "max_per_stay")
+
+
+def _has_cross_act_rules(snapshot: cat.TariffSnapshot, code: str) -> bool:
+    """Whether a rule about other acts of the stay can concern this code (as its target, as
+    an excluded code, or through its nomenclature)."""
+    def build(snap: cat.TariffSnapshot) -> set[str]:
+        names: set[str] = set()
+        for rule in snap.rules:
+            if rule.rule in CROSS_ACT_RULES:
+                names.add(rule.target)
+                names.update(rule.others)
+        return names
+
+    concerned = snapshot.derived("cross_act_rule_codes", build)
+    versions = snapshot.acts.get(code, ())
+    return code in concerned or any(f"@{v.nomenclature}" in concerned for v in versions)
 
 
 def _pricing_error(exc: cat.CatalogueError) -> ValidationFailed:
@@ -80,21 +99,25 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
             "field": "performed_at", "reason": "outside the stay (admission to discharge)"}])
     if (performed_at - utcnow()).total_seconds() > FUTURE_TOLERANCE_SECONDS:
         raise ValidationFailed(errors=[{"field": "performed_at", "reason": "in the future"}])
-    patient = await PatientRepository(session, tenant_id).get(stay.patient_id)
-    assert patient is not None
     repo = StayRepository(session, tenant_id)
-    movements = await repo.movements(stay.id)
-    stay_info, patient_info = await _context(session, tenant_id, stay, patient)
+    # A stay never moved (version 1) is in its admission room class: no history to read.
+    room_class = stay.room_class if stay.version == 1 else room_class_at(
+        stay, await repo.movements(stay.id), performed_at)
+    stay_info, patient_info = await _context(session, tenant_id, stay)
     act = pricing.ActInput(
         line_id=str(act_id), code=values["code"], day=local_day(performed_at),
         quantity=values["quantity"], modifiers=tuple(values["modifiers"]),
         performer=values.get("performer"), specialty=values.get("specialty"),
-        first_class=room_class_at(stay, movements, performed_at) == "first")
-    others = [pricing.ActInput(line_id=str(a.id), code=a.code, day=local_day(a.performed_at),
-                               quantity=a.quantity, modifiers=tuple(a.modifiers),
-                               performer=a.performer, specialty=a.specialty)
-              for a in await repo.acts(stay.id, include_cancelled=False) if a.id != act_id]
+        first_class=room_class == "first")
     snapshot = await tariffs.snapshot(session, tenant_id)
+    others: list[pricing.ActInput] = []
+    if _has_cross_act_rules(snapshot, values["code"]):
+        # Cumulation and limits need the stay's other acts; most codes have no such rule.
+        others = [pricing.ActInput(line_id=str(a.id), code=a.code,
+                                   day=local_day(a.performed_at), quantity=a.quantity,
+                                   modifiers=tuple(a.modifiers), performer=a.performer,
+                                   specialty=a.specialty)
+                  for a in await repo.acts(stay.id, include_cancelled=False) if a.id != act_id]
     try:
         pricing.check_rules(snapshot, stay_info, patient_info, act, others)
         line = pricing.price_act(snapshot, stay_info, patient_info, act)
@@ -116,15 +139,14 @@ async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.
     values["modifiers"] = [m.upper() for m in values["modifiers"]]
     priced = await _price(session, tenant_id, stay, act_id, values)
     now = utcnow()
-    await StayRepository(session, tenant_id).insert_act(
-        {**values, **priced, "id": act_id, "stay_id": stay_id, "state": "recorded",
-         "version": 1, "created_at": now, "updated_at": now})
+    row = {**values, **priced, "id": act_id, "stay_id": stay_id, "state": "recorded",
+           "version": 1, "created_at": now, "updated_at": now}
+    await StayRepository(session, tenant_id).insert_act(row)
     await record(session, "act.create", "act", act_id, {"stay": str(stay_id),
                                                         "code": values["code"]},
                  tenant_id=tenant_id)
-    act = await StayRepository(session, tenant_id).act(stay_id, act_id)
-    assert act is not None
-    return act
+    # What was inserted is what would be read back: no second round trip.
+    return Act(tenant_id=tenant_id, invoice_id=None, **row)
 
 
 async def get_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,

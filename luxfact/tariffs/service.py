@@ -99,6 +99,7 @@ async def apply(session: AsyncSession, package: Package, changes: PackageDiff) -
     session.add(record)
     await session.flush()
     _cache.clear()
+    _forget_version()
     return record.id or 0
 
 
@@ -153,16 +154,34 @@ def build_snapshot(
     )
 
 
+def _forget_version() -> None:
+    """This process changed the catalogue: read the version afresh next time."""
+    global _version
+    _version = (-1, 0.0)
+
+
 # (catalogue version, tenant) -> (snapshot, built at); national tables are cached per version.
 _cache: dict[tuple[int, uuid.UUID | None], tuple[cat.TariffSnapshot, float]] = {}
 _tables_cache: dict[int, dict[str, list[Any]]] = {}
 TENANT_PRICES_TTL = 30.0  # seconds: a new hospital price reaches every process within this
 
 
+VERSION_TTL = 5.0  # seconds a process trusts the catalogue version it last read
+_version: tuple[int, float] = (-1, 0.0)
+
+
 async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) -> cat.TariffSnapshot:
-    """The catalogue as the pricing engine reads it, cached per catalogue version."""
+    """The catalogue as the pricing engine reads it, cached per catalogue version.
+
+    The version is re-read at most every VERSION_TTL seconds (an import is rare and every
+    priced line records the version it used), not once per act.
+    """
+    global _version
     repo = TariffRepository(session)
-    version = await repo.version()
+    version, read_at = _version
+    if time.monotonic() - read_at > VERSION_TTL:
+        version = await repo.version()
+        _version = (version, time.monotonic())
     cached = _cache.get((version, tenant_id))
     if cached and (tenant_id is None or time.monotonic() - cached[1] < TENANT_PRICES_TTL):
         return cached[0]
@@ -198,4 +217,5 @@ async def replace_hospital_prices(session: AsyncSession, tenant_id: uuid.UUID,
         session.add(TenantPrice(tenant_id=tenant_id, **row))
     await session.flush()
     _cache.clear()
+    _forget_version()
     return removed.rowcount or 0, len(rows)

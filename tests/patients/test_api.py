@@ -257,3 +257,27 @@ async def test_coverages(client: httpx.AsyncClient, hospitals: Hospitals) -> Non
     assert attestation.status_code == 422  # longer than 6 months
     listed = (await client.get(url, headers=clerk)).json()["items"]
     assert [c["payer"] for c in listed] == ["CNS"]
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+async def test_exact_matches_come_first_then_typos_across_pages(
+    client: httpx.AsyncClient, hospitals: Hospitals, narrow: bool
+) -> None:
+    stem = "Rank" + uuid.uuid4().hex[:6].translate(str.maketrans("0123456789", "abcdefghij"))
+    born = {"birth_date": "1961-02-03", "matricule": None, "no_matricule_reason": "other"}
+    exact = {(await create(client, hospitals.a, family_name=stem, given_name=g, **born))["id"]
+             for g in ("Zoe", "Alma")}
+    typo = {(await create(client, hospitals.a, family_name=stem[:-1] + "q", given_name=g,
+                          **born))["id"] for g in ("Yan", "Bob")}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"q": stem, "limit": 1, **({"cursor": cursor} if cursor else {}),
+                  **({"birth_date": "1961-02-03"} if narrow else {})}
+        page = (await client.get("/api/v1/patients", params=params,
+                                 headers=hospitals.a.auth(Role.clerk))).json()
+        seen += [p["id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert set(seen[:2]) == exact and set(seen[2:]) == typo and len(seen) == 4

@@ -92,12 +92,15 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.Column('key', search_key_type(), nullable=False),
     sa.Column('patient_id', sa.Uuid(), nullable=False),
+    sa.Column('family_folded', search_key_type(), nullable=False),
+    sa.Column('given_folded', search_key_type(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id', 'patient_id'], ['patients.tenant_id', 'patients.id'], name=op.f('fk_patient_name_keys_tenant_id_patient_id_patients'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_patient_name_keys_tenant_id_tenants'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('tenant_id', 'key', 'patient_id', name=op.f('pk_patient_name_keys'))
     )
     with op.batch_alter_table('patient_name_keys', schema=None) as batch_op:
         batch_op.create_index('ix_patient_name_keys_patient', ['tenant_id', 'patient_id'], unique=False)
+        batch_op.create_index('ix_patient_name_keys_ordered', ['tenant_id', 'key', 'family_folded', 'given_folded', 'patient_id'], unique=False)
 
     op.create_table('stays',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -195,6 +198,7 @@ def downgrade() -> None:
     op.drop_table('stays')
     with op.batch_alter_table('patient_name_keys', schema=None) as batch_op:
         batch_op.drop_index('ix_patient_name_keys_patient')
+        batch_op.drop_index('ix_patient_name_keys_ordered')
 
     op.drop_table('patient_name_keys')
     with op.batch_alter_table('coverages', schema=None) as batch_op:
