@@ -31,6 +31,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
@@ -292,8 +293,10 @@ def seed_sqlite(path: str, tenant_id: uuid.UUID, count: int) -> float:
 
 
 def search_latency(url: str, key: str, rounds: int = 300) -> dict[str, float]:
+    """Sequential searches from one keep-alive connection (TCP_NODELAY, as asyncio sets it;
+    httpx's synchronous client showed a constant ~44 ms delayed-ACK stall against a
+    multi-worker uvicorn here, which is the client's, not the server's)."""
     rng = random.Random(11)
-    headers = {"Authorization": f"Bearer {key}"}
     queries = []
     for _ in range(rounds):
         family = fold(rng.choice(FAMILY)).replace(" ", "")
@@ -307,15 +310,25 @@ def search_latency(url: str, key: str, rounds: int = 300) -> dict[str, float]:
         else:
             queries.append({"q": family, "birth_date": (date(1930, 1, 1) + timedelta(
                 days=rng.randrange(32000))).isoformat()})
-    latencies = []
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-        for params in queries[:20]:  # warm-up
-            client.get("/api/v1/patients", params=params)
-        for params in queries:
-            started = time.perf_counter()
-            response = client.get("/api/v1/patients", params={**params, "limit": 20})
-            latencies.append(time.perf_counter() - started)
-            response.raise_for_status()
+
+    async def run() -> list[float]:
+        host, port = url.removeprefix("http://").split(":")
+        conn = Connection(host, int(port), {"Authorization": f"Bearer {key}"})
+        latencies = []
+        try:
+            for i, params in enumerate([*queries[:20], *queries]):  # 20 to warm up
+                path = "/api/v1/patients?" + urlencode({**params, "limit": 20})
+                started = time.perf_counter()
+                status, _ = await conn.request("GET", path)
+                if status != 200:
+                    raise RuntimeError(f"search answered {status}")
+                if i >= 20:
+                    latencies.append(time.perf_counter() - started)
+        finally:
+            conn.close()
+        return latencies
+
+    latencies = asyncio.run(run())
     return {"p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
             "mean_ms": statistics.mean(latencies) * 1000}
 
@@ -367,10 +380,9 @@ def main(args: argparse.Namespace) -> None:
         processes.append(serve(env, port, 2))
         app_dsn = dsn.replace("postgres@", "luxfact_app@")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "benchmarks"),
-             "bare_app:app", "--port", str(bare_port), "--workers", "2", "--log-level",
-             "warning"],
-            env={**env, "LUXFACT_BENCH_DSN": app_dsn, "LUXFACT_BENCH_TENANT": str(tenant)},
+            [sys.executable, str(ROOT / "benchmarks" / "bare_app.py"), str(bare_port), "2"],
+            env={**env, "LUXFACT_BENCH_DSN": app_dsn, "LUXFACT_BENCH_TENANT": str(tenant),
+                 "PYTHONPATH": f"{ROOT / 'benchmarks'}:{ROOT}"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
         wait_ready(f"{url}/readyz")

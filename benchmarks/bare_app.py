@@ -36,3 +36,22 @@ async def insert(request: Request) -> JSONResponse:
 
 
 app = Starlette(routes=[Route("/bare", insert, methods=["POST"])], lifespan=lifespan)
+
+
+if __name__ == "__main__":
+    # Served exactly as `luxfact serve` serves the product: same socket, same supervisor.
+    import sys
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from luxfact.cli.serve import listening_socket
+
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    config = uvicorn.Config("bare_app:app", host="127.0.0.1", port=port, workers=workers,
+                            log_level="warning")
+    sock = listening_socket("127.0.0.1", port)
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])

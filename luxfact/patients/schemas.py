@@ -32,6 +32,15 @@ def _matricule(value: str | None) -> str | None:
         raise ValueError(str(exc)) from None
 
 
+def _legacy(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    digits = value.replace(" ", "")
+    if not mat.is_legacy(digits):
+        raise ValueError("not a valid 11-digit number of the old form (mod-11 check digit)")
+    return digits
+
+
 def _past(value: dt.date) -> dt.date:
     if value > dt.datetime.now(LUXEMBOURG).date():
         raise ValueError("is in the future")
@@ -43,6 +52,10 @@ def _past(value: dt.date) -> dt.date:
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_name)]
 MatriculeIn = Annotated[str | None, Field(default=None, max_length=20),
                         AfterValidator(_matricule)]
+LegacyIn = Annotated[str | None, Field(default=None, max_length=20,
+                                       description="The pre-2014 11-digit number, kept to "
+                                       "find the patient; never billed."),
+                     AfterValidator(_legacy)]
 PastDate = Annotated[IsoDate, AfterValidator(_past)]
 Sex = Literal["F", "M", "X"]
 Language = Literal["fr", "de", "en"]
@@ -71,6 +84,7 @@ class PatientFields(BaseModel):
 
 class PatientIn(PatientFields):
     matricule: MatriculeIn = None
+    legacy_matricule: LegacyIn = None
     no_matricule_reason: NoMatriculeReason | None = None
     family_name: Name
     given_name: Name
@@ -102,6 +116,7 @@ class PatientPatch(PatientFields):
     phone: str | None = Field(default=None, max_length=40)  # type: ignore[assignment]
     email: str | None = Field(default=None, max_length=254)  # type: ignore[assignment]
     matricule: MatriculeIn = None
+    legacy_matricule: LegacyIn = None
     family_name: Name | None = None
     given_name: Name | None = None
     birth_date: PastDate | None = None
@@ -113,6 +128,7 @@ class PatientPatch(PatientFields):
 class PatientOut(BaseModel):
     id: uuid.UUID
     matricule: str | None
+    legacy_matricule: str | None
     no_matricule_reason: str | None
     family_name: str
     given_name: str

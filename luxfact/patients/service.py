@@ -34,8 +34,7 @@ async def create_patient(session: AsyncSession, tenant_id: uuid.UUID, data: Pati
     await record(session, "patient.create", "patient", values["id"], {},
                  tenant_id=tenant_id)
     # What was inserted is what would be read back: no second round trip.
-    return Patient(tenant_id=tenant_id, death_date=None, legacy_matricule=None,
-                   merged_into=None, **values)
+    return Patient(tenant_id=tenant_id, death_date=None, merged_into=None, **values)
 
 
 async def read_patient(session: AsyncSession, tenant_id: uuid.UUID,

@@ -21,7 +21,8 @@ from typing import Any
 from luxfact.tariffs.catalogue import PARAMETERS
 
 RULES_WITH_VALUE = {"max_per_day", "max_per_stay", "secondary_percent", "min_age", "max_age"}
-RULES = RULES_WITH_VALUE | {"non_cumulable", "specialties"}
+RULES = RULES_WITH_VALUE | {"non_cumulable", "specialties", "stay_kinds"}
+STAY_KINDS = {"inpatient", "day_hospital", "outpatient", "emergency"}
 CATEGORIES = {"doctor", "nursing", "hospital", "supplement"}
 _DECIMAL = re.compile(r"^-?\d{1,12}(\.\d{1,8})?$")
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,19}$")
@@ -312,6 +313,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             check_targets(r, "others", others)
         if rule == "specialties" and not others:
             r.problem("others: specialties needs the specialties allowed")
+        if rule == "stay_kinds" and (not others or set(others) - STAY_KINDS):
+            r.problem(f"others: stay_kinds needs stay kinds among {', '.join(sorted(STAY_KINDS))}")
         value = r.decimal(row, "value", required=rule in RULES_WITH_VALUE)
         if rule == "secondary_percent" and value is not None and value > 100:
             r.problem("value: a secondary-act percentage is at most 100")

@@ -47,7 +47,8 @@ CATEGORIES = ("doctor", "nursing", "hospital", "supplement")
 # Rules that check_rules enforces; secondary_percent is applied by price_stay.
 CHECKED_RULES = ("min_age", "max_age", "specialties", "non_cumulable", "max_per_day",
                  "max_per_stay")
-KNOWN_RULES = (*CHECKED_RULES, "secondary_percent")
+# stay_kinds is checked against the stay itself (in check_rules), not against other acts.
+KNOWN_RULES = (*CHECKED_RULES, "secondary_percent", "stay_kinds")
 
 
 # --------------------------------------------------------------------------------- inputs
@@ -265,6 +266,12 @@ def check_rules(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
     index.modifiers(act, version.nomenclature)
     others = sorted((o for o in others if o.line_id != act.line_id), key=_ORDER)
     rules = index.rules_for(act.code, version.nomenclature, act.day)
+    for rule in rules:
+        if rule.rule == "stay_kinds" and stay.kind not in rule.others:
+            raise RuleViolation(
+                f"stay_kinds: {act.code} is billed on {', '.join(rule.others)} stays only, "
+                f"not on a {stay.kind} stay", rule="stay_kinds", field="code",
+                allowed=list(rule.others))
     for kind in CHECKED_RULES:
         for rule in rules:
             if rule.rule == kind:

@@ -281,3 +281,23 @@ async def test_exact_matches_come_first_then_typos_across_pages(
         if not cursor:
             break
     assert set(seen[:2]) == exact and set(seen[2:]) == typo and len(seen) == 4
+
+
+async def test_legacy_number_is_kept_for_search_only(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    from luxfact.patients.matricule import legacy_check_digit
+
+    base = uuid.uuid4().int
+    first_ten = next(f for i in range(20)
+                     if legacy_check_digit(f := "1958071" + f"{(base + i) % 1000:03d}"))
+    legacy = first_ten + str(legacy_check_digit(first_ten))
+    created = await create(client, hospitals.a, legacy_matricule=legacy)
+    found = (await client.get("/api/v1/patients", params={"matricule": legacy},
+                              headers=hospitals.a.auth(Role.clerk))).json()["items"]
+    assert [p["id"] for p in found] == [created["id"]]
+    wrong = legacy[:10] + str((int(legacy[10]) + 1) % 10)
+    bad = await client.post("/api/v1/patients", json=patient_body(legacy_matricule=wrong),
+                            headers=hospitals.a.auth(Role.clerk))
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "legacy_matricule"

@@ -242,3 +242,17 @@ async def test_future_act_is_refused(client: httpx.AsyncClient, hospitals: Hospi
     later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     response = await act(client, hospitals.a, stay, performed_at=later)
     assert response.status_code == 422
+
+
+async def test_act_not_allowed_for_the_stay_kind(client: httpx.AsyncClient,
+                                                 hospitals: Hospitals) -> None:
+    stay = await admit(client, hospitals.a, kind="outpatient")
+    response = await act(client, hospitals.a, stay, code="F20", performer="12345678",
+                         specialty="internal_medicine")
+    assert response.status_code == 422
+    assert response.json()["rule"] == "stay_kinds"
+    assert response.json()["errors"][0]["field"] == "code"
+    inpatient = await admit(client, hospitals.a)
+    ok = await act(client, hospitals.a, inpatient, code="F20", performer="12345678",
+                   specialty="internal_medicine")
+    assert ok.status_code == 201, ok.text
