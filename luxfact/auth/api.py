@@ -55,7 +55,7 @@ async def list_users(ctx: Ctx) -> Response:
     return json_response({"items": items, "next_cursor": None})
 
 
-@endpoint(Role.admin, body=UserIn, response=UserOut, status=201)
+@endpoint(Role.admin, idempotent=True, body=UserIn, response=UserOut, status=201)
 async def create_user(ctx: Ctx) -> Response:
     """Create a user of this hospital."""
     data = await ctx.body(UserIn)
