@@ -8,22 +8,19 @@ from luxfact.auth.roles import Role
 from luxfact.auth.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
-    ApiKeyList,
     ApiKeyOut,
     UserIn,
-    UserList,
     UserOut,
 )
 from luxfact.http.endpoint import Ctx, endpoint, json_response
+from luxfact.http.pagination import Page, whole
 
 
-@endpoint(Role.admin, response=ApiKeyList)
+@endpoint(Role.admin, response=Page[ApiKeyOut])
 async def list_api_keys(ctx: Ctx) -> Response:
     """The hospital's API keys (never the keys themselves)."""
-    keys = await AuthRepository(ctx.session, ctx.tenant_id).keys()
-    items = [ApiKeyOut.model_validate(k, from_attributes=True).model_dump(mode="json")
-             for k in keys]
-    return json_response({"items": items, "next_cursor": None})
+    return json_response(whole(ApiKeyOut, await AuthRepository(ctx.session,
+                                                                ctx.tenant_id).keys()))
 
 
 @endpoint(Role.admin, body=ApiKeyIn, response=ApiKeyCreated, status=201)
@@ -46,13 +43,11 @@ async def revoke_api_key(ctx: Ctx) -> Response:
     return json_response(ApiKeyOut.model_validate(api_key, from_attributes=True))
 
 
-@endpoint(Role.admin, response=UserList)
+@endpoint(Role.admin, response=Page[UserOut])
 async def list_users(ctx: Ctx) -> Response:
     """The hospital's users."""
-    users = await AuthRepository(ctx.session, ctx.tenant_id).users()
-    items = [UserOut.model_validate(u, from_attributes=True).model_dump(mode="json")
-             for u in users]
-    return json_response({"items": items, "next_cursor": None})
+    return json_response(whole(UserOut, await AuthRepository(ctx.session,
+                                                              ctx.tenant_id).users()))
 
 
 @endpoint(Role.admin, idempotent=True, body=UserIn, response=UserOut, status=201)

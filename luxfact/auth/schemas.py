@@ -39,11 +39,6 @@ class UserIn(BaseModel):
     language: Literal["fr", "de", "en"] = "fr"
 
 
-class ApiKeyList(BaseModel):
-    items: list[ApiKeyOut]
-    next_cursor: str | None = None
-
-
 class UserOut(BaseModel):
     id: uuid.UUID
     email: str
@@ -54,7 +49,3 @@ class UserOut(BaseModel):
     created_at: datetime
     last_login_at: datetime | None
 
-
-class UserList(BaseModel):
-    items: list[UserOut]
-    next_cursor: str | None = None

@@ -7,6 +7,9 @@ see already, and every query still filters by tenant.
 
 import base64
 import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,3 +53,31 @@ def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
     if not isinstance(position, list) or len(position) != size:
         raise bad_cursor()
     return position
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """A cursor over (time, id), the order of every "newest first" list."""
+    position = decode_cursor(cursor, 2)
+    if position is None:
+        return None
+    try:
+        return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
+    except (TypeError, ValueError):
+        raise bad_cursor() from None
+
+
+def page(model: type[BaseModel], rows: list[Any], limit: int,
+         position: Callable[[Any], list[Any]]) -> BaseModel:
+    """A page of `model` from rows fetched with `limit + 1`: the extra row only says that
+    there is more, and the cursor points after the last row shown."""
+    shown = rows[:limit]
+    cursor = encode_cursor(position(shown[-1])) if len(rows) > limit and shown else None
+    return Page[model](  # type: ignore[valid-type]
+        items=[model.model_validate(r, from_attributes=True) for r in shown],
+        next_cursor=cursor)
+
+
+def whole(model: type[BaseModel], rows: list[Any]) -> BaseModel:
+    """A list short enough to return at once, in the same shape as a page."""
+    return Page[model](  # type: ignore[valid-type]
+        items=[model.model_validate(r, from_attributes=True) for r in rows])

@@ -5,18 +5,16 @@ from starlette.responses import Response
 from luxfact.auth.roles import Role
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.etag import etag, require_if_match
-from luxfact.http.pagination import Page, bad_cursor, decode_cursor, encode_cursor
+from luxfact.http.pagination import Page, bad_cursor, decode_cursor, encode_cursor, whole
 from luxfact.patients import service
 from luxfact.patients.merge import merge_patients
 from luxfact.patients.models import Patient
 from luxfact.patients.repository import PatientRepository
 from luxfact.patients.schemas import (
     CoverageIn,
-    CoverageList,
     CoverageOut,
     MergeIn,
     PatientIn,
-    PatientList,
     PatientOut,
     PatientPatch,
     PatientQuery,
@@ -40,7 +38,7 @@ async def create_patient(ctx: Ctx) -> Response:
     return response
 
 
-@endpoint(*DESK, query=PatientQuery, response=PatientList)
+@endpoint(*DESK, query=PatientQuery, response=Page[PatientOut])
 async def list_patients(ctx: Ctx) -> Response:
     """Search patients by name (forgiving), matricule or birth date."""
     query = ctx.query(PatientQuery)
@@ -81,14 +79,12 @@ async def update_patient(ctx: Ctx) -> Response:
                                                          data))
 
 
-@endpoint(Role.clerk, Role.billing, response=PatientList)
+@endpoint(Role.clerk, Role.billing, response=Page[PatientOut])
 async def list_duplicates(ctx: Ctx) -> Response:
     """Patients that may be the same person."""
     patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     found = await PatientRepository(ctx.session, ctx.tenant_id).duplicates_of(patient)
-    return json_response({"items": [PatientOut.model_validate(p, from_attributes=True)
-                                    .model_dump(mode="json") for p in found],
-                          "next_cursor": None})
+    return json_response(whole(PatientOut, found))
 
 
 @endpoint(Role.clerk, Role.billing, body=MergeIn, response=PatientOut, etag=True)
@@ -100,14 +96,12 @@ async def merge(ctx: Ctx) -> Response:
     return patient_response(survivor)
 
 
-@endpoint(*DESK, response=CoverageList)
+@endpoint(*DESK, response=Page[CoverageOut])
 async def list_coverages(ctx: Ctx) -> Response:
     """A patient's coverages."""
     patient = await service.read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     coverages = await PatientRepository(ctx.session, ctx.tenant_id).coverages(patient.id)
-    return json_response({"items": [CoverageOut.model_validate(c, from_attributes=True)
-                                    .model_dump(mode="json") for c in coverages],
-                          "next_cursor": None})
+    return json_response(whole(CoverageOut, coverages))
 
 
 @endpoint(Role.clerk, Role.billing, Role.integration, idempotent=True, body=CoverageIn,

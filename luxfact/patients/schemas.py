@@ -193,12 +193,3 @@ class CoverageOut(CoverageIn):
     id: uuid.UUID
     patient_id: uuid.UUID
 
-
-class PatientList(BaseModel):
-    items: list[PatientOut]
-    next_cursor: str | None = None
-
-
-class CoverageList(BaseModel):
-    items: list[CoverageOut]
-    next_cursor: str | None = None

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from luxfact.auth.roles import Role
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.etag import etag, require_if_match
-from luxfact.http.pagination import Page, bad_cursor, decode_cursor, encode_cursor
+from luxfact.http.pagination import Page, decode_time_cursor, page
 from luxfact.kit.time import LUXEMBOURG
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays import acts as act_service
@@ -16,13 +16,11 @@ from luxfact.stays.models import Stay
 from luxfact.stays.repository import StayRepository
 from luxfact.stays.schemas import (
     ActIn,
-    ActList,
     ActOut,
     ActPatch,
     MovementIn,
     MovementOut,
     StayIn,
-    StayList,
     StayOut,
     StayQuery,
 )
@@ -50,27 +48,15 @@ async def create_stay(ctx: Ctx) -> Response:
     return response
 
 
-@endpoint(*READERS, query=StayQuery, response=StayList)
+@endpoint(*READERS, query=StayQuery, response=Page[StayOut])
 async def list_stays(ctx: Ctx) -> Response:
     """Stays, newest admission first."""
     query = ctx.query(StayQuery)
-    position = decode_cursor(query.cursor, 2)
-    after = None
-    if position:
-        try:
-            after = (datetime.fromisoformat(position[0]), position[1])
-        except (TypeError, ValueError):
-            raise bad_cursor() from None
     stays = await StayRepository(ctx.session, ctx.tenant_id).page(
         limit=query.limit + 1, patient_id=query.patient_id, state=query.state,
-        after=after)  # type: ignore[arg-type]
-    more = len(stays) > query.limit
-    stays = stays[: query.limit]
-    page = Page[StayOut](
-        items=[StayOut.model_validate(s, from_attributes=True) for s in stays],
-        next_cursor=encode_cursor([stays[-1].admitted_at.isoformat(), str(stays[-1].id)])
-        if more else None)
-    return json_response(page)
+        after=decode_time_cursor(query.cursor))
+    return json_response(page(StayOut, stays, query.limit,
+                              lambda s: [s.admitted_at.isoformat(), str(s.id)]))
 
 
 @endpoint(*READERS, response=StayOut, etag=True)
@@ -99,13 +85,12 @@ async def record_act(ctx: Ctx) -> Response:
     return json_response(act_service.act_out(act), 201, headers={"ETag": etag(act.version)})
 
 
-@endpoint(*READERS, response=ActList)
+@endpoint(*READERS, response=Page[ActOut])
 async def list_acts(ctx: Ctx) -> Response:
     """The acts of a stay with their prices."""
     stay = await service.get_stay(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"))
     acts = await StayRepository(ctx.session, ctx.tenant_id).acts(stay.id)
-    return json_response({"items": [act_service.act_out(a).model_dump(mode="json")
-                                    for a in acts], "next_cursor": None})
+    return json_response(Page[ActOut](items=[act_service.act_out(a) for a in acts]))
 
 
 @endpoint(Role.clerk, Role.integration, body=ActPatch, response=ActOut, etag=True)

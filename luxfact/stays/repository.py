@@ -1,6 +1,7 @@
 """Every query of stays, movements and acts, always within one tenant."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
@@ -40,7 +41,7 @@ class StayRepository:
                                    .values(version=S.c.version + 1, **values))
 
     async def page(self, *, limit: int, patient_id: uuid.UUID | None, state: str | None,
-                   after: tuple[str, str] | None) -> list[Stay]:
+                   after: tuple[datetime, uuid.UUID] | None) -> list[Stay]:
         conditions: list[Any] = [S.c.tenant_id == self.tenant_id]
         if patient_id:
             conditions.append(S.c.patient_id == patient_id)
@@ -49,7 +50,7 @@ class StayRepository:
         if after:
             at, last = after
             conditions.append(or_(S.c.admitted_at < at,
-                                  and_(S.c.admitted_at == at, S.c.id < uuid.UUID(last))))
+                                  and_(S.c.admitted_at == at, S.c.id < last)))
         query = (select(Stay).where(*conditions)
                  .order_by(S.c.admitted_at.desc(), S.c.id.desc()).limit(limit))
         return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]

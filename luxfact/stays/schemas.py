@@ -136,12 +136,3 @@ class ActOut(BaseModel):
     explanation: str
     version: int
 
-
-class StayList(BaseModel):
-    items: list[StayOut]
-    next_cursor: str | None = None
-
-
-class ActList(BaseModel):
-    items: list[ActOut]
-    next_cursor: str | None = None
