@@ -84,6 +84,8 @@ def parse_body(raw: bytes, headers: Any, schema: type[M]) -> M:
                          f"column {exc.colno}.") from None
     except RecursionError:
         raise BadRequest("The body is nested too deeply.") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise BadRequest(f"The body cannot be read: {exc}.") from None
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -19,6 +19,7 @@ from luxfact.kit.time import utcnow
 
 T = IdempotencyRecord.__table__  # type: ignore[attr-defined]
 HEADER = "idempotency-key"
+REPLAYED = ("etag", "location")
 
 
 def request_key(request: Request) -> str | None:
@@ -40,7 +41,7 @@ def fingerprint(request: Request, body: bytes) -> str:
 
 async def stored(session: AsyncSession, tenant_id: uuid.UUID, actor: str, key: str,
                  print_: str) -> Response | None:
-    row = (await session.execute(select(T.c.fingerprint, T.c.status, T.c.body).where(
+    row = (await session.execute(select(T.c.fingerprint, T.c.status, T.c.body, T.c.headers).where(
         T.c.tenant_id == tenant_id, T.c.actor == actor, T.c.key == key))).first()
     if row is None:
         return None
@@ -50,7 +51,7 @@ async def stored(session: AsyncSession, tenant_id: uuid.UUID, actor: str, key: s
             errors=[{"field": "header.Idempotency-Key",
                      "reason": "already used for a different request"}])
     return Response(row.body, status_code=row.status, media_type="application/json",
-                    headers={"Idempotent-Replayed": "true"})
+                    headers={**row.headers, "Idempotent-Replayed": "true"})
 
 
 async def store(session: AsyncSession, tenant_id: uuid.UUID, actor: str, key: str,
@@ -58,4 +59,5 @@ async def store(session: AsyncSession, tenant_id: uuid.UUID, actor: str, key: st
     await session.execute(insert(T).values(
         tenant_id=tenant_id, actor=actor, key=key, fingerprint=print_,
         status=response.status_code, body=bytes(response.body).decode(),
+        headers={k: v for k, v in response.headers.items() if k in REPLAYED},
         created_at=utcnow()))

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from luxfact.db.base import created_at_field, tenant_id_field
+from luxfact.db.base import created_at_field, json_field, tenant_id_field
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -19,4 +19,5 @@ class IdempotencyRecord(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)  # SHA-256 of method, path and body
     status: int
     body: str
+    headers: dict[str, str] = json_field()  # ETag, Location: what a retry needs too
     created_at: datetime = created_at_field()

@@ -61,9 +61,12 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     if position is None:
         return None
     try:
-        return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
+        at, last_id = datetime.fromisoformat(position[0]), uuid.UUID(position[1])
     except (TypeError, ValueError):
         raise bad_cursor() from None
+    if at.tzinfo is None:
+        raise bad_cursor()
+    return at, last_id
 
 
 def page(model: type[BaseModel], rows: list[Any], limit: int,

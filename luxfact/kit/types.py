@@ -4,9 +4,19 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# Years a hospital record can carry; beyond them a date is a typo (and 0001 or 9999 shifted
+# by a time zone would overflow).
+MIN_YEAR, MAX_YEAR = 1850, 2200
+
+
+def _year(value: str) -> None:
+    if not MIN_YEAR <= int(value[:4]) <= MAX_YEAR:
+        raise ValueError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
 
 
 def _iso_date(value: Any) -> Any:
@@ -14,6 +24,7 @@ def _iso_date(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not _DATE.match(value):
         raise ValueError("expected a date as YYYY-MM-DD")
+    _year(value)
     return value
 
 
@@ -22,8 +33,13 @@ def _iso_datetime(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not _DATE.match(value[:10]) or "T" not in value:
         raise ValueError("expected a date-time as YYYY-MM-DDTHH:MM:SS with a time zone")
+    _year(value)
     return value
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
-IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_utc)]

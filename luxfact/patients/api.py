@@ -1,5 +1,7 @@
 """/api/v1/patients: the admission desk's and the hospital systems' patient records."""
 
+import uuid
+
 from starlette.responses import Response
 
 from luxfact.auth.roles import Role
@@ -23,6 +25,14 @@ from luxfact.patients.schemas import (
 DESK = (Role.clerk, Role.billing, Role.integration)
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def patient_response(patient: Patient, status: int = 200) -> Response:
     out = PatientOut.model_validate(patient, from_attributes=True)
     return json_response(out, status, headers={"ETag": etag(patient.version)})
@@ -44,7 +54,8 @@ async def list_patients(ctx: Ctx) -> Response:
     query = ctx.query(PatientQuery)
     position = decode_cursor(query.cursor, 4)
     if position and (position[0] not in (0, 1)
-                     or not all(isinstance(p, str) for p in position[1:])):
+                     or not all(isinstance(p, str) for p in position[1:])
+                     or not _is_uuid(position[3])):
         raise bad_cursor()
     found = await service.search_patients(
         ctx.session, ctx.tenant_id, q=query.q, birth_date=query.birth_date,

@@ -24,10 +24,12 @@ async def merge_patients(session: AsyncSession, tenant_id: uuid.UUID, survivor_i
         raise ValidationFailed(errors=[{"field": "duplicate_id",
                                         "reason": "a patient cannot be merged into itself"}])
     repo = PatientRepository(session, tenant_id)
-    survivor = await repo.get(survivor_id)
+    # Locked, so that no change to either lands between the checks and the writes below.
+    locked = {p.id: p for p in await repo.lock(survivor_id, duplicate_id)}
+    survivor = locked.get(survivor_id)
     if survivor is None:
         raise NotFound("No such patient.")
-    duplicate = await repo.get(duplicate_id)
+    duplicate = locked.get(duplicate_id)
     if duplicate is None:
         raise ValidationFailed(errors=[{"field": "duplicate_id", "reason": "no such patient"}])
     for patient in (survivor, duplicate):
@@ -42,14 +44,14 @@ async def merge_patients(session: AsyncSession, tenant_id: uuid.UUID, survivor_i
     await StayRepository(session, tenant_id).move_stays(duplicate_id, survivor_id)
     await repo.move_coverages(duplicate_id, survivor_id)
     changes: dict[str, object] = {"updated_at": utcnow()}
+    retired: dict[str, object] = {"merged_into": survivor_id, "updated_at": utcnow()}
     if not survivor.matricule and duplicate.matricule:
-        # The matricule moves with the person; it must leave the duplicate first (unique).
-        await repo.update(duplicate_id, duplicate.version, {"matricule": None})
+        # The matricule moves with the person; it leaves the duplicate first (it is unique).
+        retired.update(matricule=None, no_matricule_reason="other")
         changes.update(matricule=duplicate.matricule, no_matricule_reason=None)
-        duplicate.version += 1
-    await repo.update(duplicate_id, duplicate.version, {"merged_into": survivor_id,
-                                                        "updated_at": utcnow()})
-    await repo.update(survivor_id, survivor.version, changes)
+    if not (await repo.update(duplicate_id, duplicate.version, retired)
+            and await repo.update(survivor_id, survivor.version, changes)):
+        raise Conflict("One of the patients changed during the merge: reload and retry.")
     await record(session, "patient.merge", "patient", survivor_id,
                  {"merged": str(duplicate_id)}, tenant_id=tenant_id)
     await record(session, "patient.merged_into", "patient", duplicate_id,

@@ -29,6 +29,18 @@ class PatientRepository:
                                       Patient.id == patient_id)  # type: ignore[arg-type]
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
+    async def lock(self, *patient_ids: uuid.UUID) -> list[Patient]:
+        """Lock patients' rows until the transaction ends (PostgreSQL), in id order so two
+        transactions locking the same pair cannot deadlock."""
+        found = []
+        for patient_id in sorted(patient_ids):
+            query = fresh(Patient).where(P.c.tenant_id == self.tenant_id,
+                                         P.c.id == patient_id).with_for_update()
+            patient = (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+            if patient is not None:
+                found.append(patient)
+        return found
+
     async def by_matricule(self, matricule: str) -> Patient | None:
         query = fresh(Patient).where(Patient.tenant_id == self.tenant_id,  # type: ignore[arg-type]
                                       Patient.matricule == matricule)  # type: ignore[arg-type]

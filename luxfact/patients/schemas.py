@@ -63,6 +63,21 @@ NoMatriculeReason = Literal["foreign", "unidentified", "newborn", "other"]
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{3,40}$")
 
 
+def check_identity(matricule: str | None, no_matricule_reason: str | None,
+                   birth_date: dt.date) -> None:
+    """A patient has a matricule or says why not, and the matricule agrees with the birth
+    date as far as it encodes it (year always; month and day unless `00`)."""
+    if matricule is None and no_matricule_reason is None:
+        raise ValueError("give a matricule, or no_matricule_reason (foreign, unidentified, "
+                         "newborn, other) for a patient without one")
+    if matricule is None:
+        return
+    year, month, day = int(matricule[:4]), int(matricule[4:6]), int(matricule[6:8])
+    if (year != birth_date.year or (month and month != birth_date.month)
+            or (day and day != birth_date.day)):
+        raise ValueError(f"the matricule encodes another birth date ({matricule[:8]})")
+
+
 class PatientFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -94,15 +109,9 @@ class PatientIn(PatientFields):
 
     @model_validator(mode="after")
     def _identity(self) -> "PatientIn":
-        if self.matricule is None and self.no_matricule_reason is None:
-            raise ValueError("give a matricule, or no_matricule_reason (foreign, unidentified, "
-                             "newborn, other) for a patient without one")
+        check_identity(self.matricule, self.no_matricule_reason, self.birth_date)
         if self.matricule is not None:
             self.no_matricule_reason = None
-            encoded = mat.Matricule(self.matricule).birth_date()
-            if encoded is not None and encoded != self.birth_date:
-                raise ValueError("the matricule encodes another birth date "
-                                 f"({encoded.isoformat()})")
         return self
 
 
@@ -116,6 +125,7 @@ class PatientPatch(PatientFields):
     phone: str | None = Field(default=None, max_length=40)  # type: ignore[assignment]
     email: str | None = Field(default=None, max_length=254)  # type: ignore[assignment]
     matricule: MatriculeIn = None
+    no_matricule_reason: NoMatriculeReason | None = None
     legacy_matricule: LegacyIn = None
     family_name: Name | None = None
     given_name: Name | None = None

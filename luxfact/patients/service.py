@@ -12,7 +12,7 @@ from luxfact.kit.text import fold
 from luxfact.kit.time import utcnow
 from luxfact.patients.models import Coverage, Patient
 from luxfact.patients.repository import PatientRepository
-from luxfact.patients.schemas import CoverageIn, PatientIn, PatientPatch
+from luxfact.patients.schemas import CoverageIn, PatientIn, PatientPatch, check_identity
 from luxfact.patients.search import parse_query
 
 # Payers whose coverages cannot both hold on one day for one patient.
@@ -49,18 +49,27 @@ async def read_patient(session: AsyncSession, tenant_id: uuid.UUID,
 async def update_patient(session: AsyncSession, tenant_id: uuid.UUID, patient: Patient,
                          data: PatientPatch) -> Patient:
     repo = PatientRepository(session, tenant_id)
+    refuse_if_merged(patient)
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return patient
+    for field, value in changes.items():
+        if value is None and field not in NULLABLE:
+            raise ValidationFailed(errors=[{"field": field, "reason": "cannot be null"}])
     if changes.get("matricule") and changes["matricule"] != patient.matricule:
         other = await repo.by_matricule(changes["matricule"])
         if other is not None:
             raise Conflict("Another patient has this matricule.",
                            errors=[{"field": "matricule", "reason": "already registered"}])
         changes["no_matricule_reason"] = None
-    for required in ("family_name", "given_name", "birth_date", "sex", "language"):
-        if required in changes and changes[required] is None:
-            raise ValidationFailed(errors=[{"field": required, "reason": "cannot be removed"}])
+    matricule = changes.get("matricule", patient.matricule)
+    reason = changes.get("no_matricule_reason", patient.no_matricule_reason)
+    if matricule is not None:
+        reason = changes["no_matricule_reason"] = None
+    try:
+        check_identity(matricule, reason, changes.get("birth_date", patient.birth_date))
+    except ValueError as exc:
+        raise ValidationFailed(errors=[{"field": "body", "reason": str(exc)}]) from None
     if "family_name" in changes:
         changes["family_folded"] = fold(changes["family_name"])
     if "given_name" in changes:
@@ -84,6 +93,16 @@ async def update_patient(session: AsyncSession, tenant_id: uuid.UUID, patient: P
     return updated
 
 
+# What a PATCH may set to null; every other field keeps a value.
+NULLABLE = {"matricule", "no_matricule_reason", "legacy_matricule", "death_date"}
+
+
+def refuse_if_merged(patient: Patient) -> None:
+    if patient.merged_into:
+        raise Conflict(f"This record was merged into patient {patient.merged_into}: "
+                       "change that one.", survivor_id=str(patient.merged_into))
+
+
 async def search_patients(session: AsyncSession, tenant_id: uuid.UUID, *, q: str | None,
                           birth_date: date | None, matricule: str | None, limit: int,
                           after: tuple[int, str, str, str] | None
@@ -105,7 +124,10 @@ async def search_patients(session: AsyncSession, tenant_id: uuid.UUID, *, q: str
 
 async def add_coverage(session: AsyncSession, tenant_id: uuid.UUID, patient: Patient,
                        data: CoverageIn) -> Coverage:
+    refuse_if_merged(patient)
     repo = PatientRepository(session, tenant_id)
+    # Serialise coverage changes of one patient: the overlap check below reads, then writes.
+    await repo.lock(patient.id)
     if data.kind in STATUTORY_KINDS:
         for other in await repo.coverages(patient.id):
             if other.kind in STATUTORY_KINDS and _overlap(other, data.valid_from, data.valid_to):

@@ -103,6 +103,8 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         target = next((e for e in events if e.id == data.cancels), None)
         rules.check_cancel(data.type, target, last)
         assert target is not None
+        if target.type == "transfer" and target.room_class:
+            await _check_against_acts(repo, stay, target, position, undo=True)
         if data.type == "cancel_admit":
             locked = [a for a in await repo.acts(stay_id) if a.state == "invoiced"]
             if locked:
@@ -121,6 +123,7 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         event = rules.Event(None, data.type, data.at, data.unit, data.room, data.bed,
                             data.room_class or "")
         rules.check_new(position, last, event)
+        await _check_against_acts(repo, stay, event, position)
         values = _movement(stay_id, seq, data.type, data.at, data.unit, data.room, data.bed,
                            data.room_class or "")
         await repo.insert_movement(values)
@@ -136,6 +139,30 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
     updated = await get_stay(session, tenant_id, stay_id)
     movement = next(m for m in await repo.movements(stay_id) if m.id == values["id"])
     return updated, movement
+
+
+async def _check_against_acts(repo: StayRepository, stay: Stay, event: rules.Event,
+                              position: rules.Position, undo: bool = False) -> None:
+    """Acts are priced when recorded: a movement may not change, after the fact, what they
+    were priced under (outside the stay, or in another room class). Correct them first."""
+    if event.type == "discharge":
+        late = [a for a in await repo.acts(stay.id, include_cancelled=False)
+                if a.performed_at > event.at]
+        if late:
+            raise ValidationFailed(
+                f"Act {late[0].code} at {late[0].performed_at.isoformat()} is after this "
+                "discharge: correct or cancel it first.",
+                errors=[{"field": "at", "reason": "before an act of the stay"}],
+                act_id=str(late[0].id))
+    elif event.type == "transfer" and event.room_class and (
+            undo or event.room_class != position.room_class):
+        later = [a for a in await repo.acts(stay.id, include_cancelled=False)
+                 if a.performed_at >= event.at]
+        if later:
+            raise Conflict(
+                f"Act {later[0].code} at {later[0].performed_at.isoformat()} was priced in "
+                "the room class before this change: correct or cancel it first.",
+                act_id=str(later[0].id))
 
 
 def initial_for(stay: Stay) -> rules.Position:

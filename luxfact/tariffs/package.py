@@ -84,10 +84,10 @@ class _FileReader:
             self.problem(f"{column} is longer than {max_length} characters")
         return value
 
-    def code(self, row: dict[str, str], column: str) -> str:
-        value = self.text(row, column, max_length=20)
+    def code(self, row: dict[str, str], column: str, max_length: int = 20) -> str:
+        value = self.text(row, column, max_length=max_length)
         if value and not _CODE.match(value):
-            self.problem(f"{column} {value!r} is not a code (A-Z, 0-9, '_.-', up to 20)")
+            self.problem(f"{column} {value!r} is not a code (A-Z, 0-9, '_.-')")
         return value
 
     def decimal(self, row: dict[str, str], column: str, *, positive: bool = True,
@@ -240,14 +240,16 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             r.problem(f"category {category!r} is not one of {', '.join(sorted(CATEGORIES))}")
         if (code,) in nomenclatures:
             r.problem(f"nomenclature {code} is listed twice")
-        nomenclatures[(code,)] = {"code": code, "label_fr": r.text(row, "label_fr"),
-                                  "label_de": r.text(row, "label_de", required=False),
+        nomenclatures[(code,)] = {"code": code,
+                                  "label_fr": r.text(row, "label_fr", max_length=200),
+                                  "label_de": r.text(row, "label_de", required=False,
+                                                     max_length=200),
                                   "category": category}
     tables["tariff_nomenclatures"] = nomenclatures
 
     letters = _DatedRows("key letter")
     for r, row in each("key_letters.csv"):
-        letter = r.code(row, "key_letter")
+        letter = r.code(row, "key_letter", max_length=10)
         basis = r.text(row, "basis")
         if basis and basis not in ("eur", "index100"):
             r.problem(f"basis {basis!r} must be 'eur' or 'index100'")
@@ -275,7 +277,7 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         if nomenclatures and nomenclature and (nomenclature,) not in nomenclatures:
             r.problem(f"unknown nomenclature {nomenclature!r} (not in nomenclatures.csv)")
         code = r.code(row, "code")
-        letter = r.code(row, "key_letter")
+        letter = r.code(row, "key_letter", max_length=10)
         if letter and letter not in known_letters:
             r.problem(f"unknown key letter {letter!r} (not in key_letters.csv)")
         coefficient = r.decimal(row, "coefficient")
@@ -305,6 +307,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         if rule and rule not in RULES:
             r.problem(f"unknown rule {rule!r}; known: {', '.join(sorted(RULES))}")
         target = r.text(row, "target", max_length=30)
+        if len(row.get("others") or "") > 1000:
+            r.problem("others is longer than 1000 characters")
         check_targets(r, "target", [target] if target else [])
         others = [o.strip() for o in (row.get("others") or "").split("|") if o.strip()]
         if rule == "non_cumulable":
@@ -326,13 +330,15 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
 
     modifiers = _DatedRows("modifier")
     for r, row in each("modifiers.csv"):
-        code = r.code(row, "modifier")
+        code = r.code(row, "modifier", max_length=10)
         percent = r.decimal(row, "percent", positive=False)
         if percent is not None and percent <= -100:
             r.problem("percent: a reduction cannot reach -100 %")
         applies = [a.strip() for a in (row.get("applies_to") or "").split("|") if a.strip()]
         if not applies:
             r.problem("applies_to is empty (use * for every act)")
+        if len(row.get("applies_to") or "") > 1000:
+            r.problem("applies_to is longer than 1000 characters")
         check_targets(r, "applies_to", applies)
         flag = (row.get("patient_only") or "").strip().lower()
         if flag not in ("true", "false", ""):
@@ -340,8 +346,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         start, end = r.period(row)
         if start and code:
             modifiers.add(r, (code,), start, end, {
-                "code": code, "label_fr": r.text(row, "label_fr"),
-                "label_de": r.text(row, "label_de", required=False),
+                "code": code, "label_fr": r.text(row, "label_fr", max_length=200),
+                "label_de": r.text(row, "label_de", required=False, max_length=200),
                 "percent": percent, "applies_to": "|".join(applies),
                 "patient_only": flag == "true",
             })
