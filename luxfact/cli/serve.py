@@ -6,7 +6,8 @@ import socket
 import typer
 import uvicorn
 from sqlalchemy import text
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
+from uvicorn.supervisors.multiprocess import Process
 
 from luxfact.cli.common import describe_db_error, fail, settings
 from luxfact.db.engine import make_engine
@@ -47,17 +48,50 @@ def serve(
         port=port or config.port, workers=workers or config.workers, log_config=None,
         proxy_headers=True, server_header=False)
     try:
-        sock = listening_socket(uv_config.host, uv_config.port)
+        # Bound, not listening: says now (not in a worker) whether the port can be had.
+        probe = listening_socket(uv_config.host, uv_config.port, reuse_port=True)
     except OSError as exc:
         fail(f"cannot listen on {uv_config.host}:{uv_config.port}: {exc.strerror}")
-    server = uvicorn.Server(uv_config)
     if uv_config.workers > 1:
-        Multiprocess(uv_config, sockets=[sock]).run()
+        probe.close()
+        WorkerSupervisor(uv_config, sockets=[]).run()
     else:
-        server.run(sockets=[sock])
+        probe.listen(uv_config.backlog)
+        uvicorn.Server(uv_config).run(sockets=[probe])
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+class ReusePortServer(uvicorn.Server):
+    """A worker's server listening on a socket of its own (SO_REUSEPORT).
+
+    With one socket shared by every worker, the first worker to wake accepts every pending
+    connection (asyncio accepts up to the backlog at once): 64 keep-alive clients all landed
+    on one worker and a second worker added nothing. With a socket per worker the kernel
+    spreads the connections."""
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        sock = listening_socket(self.config.host, self.config.port, reuse_port=True)
+        sock.listen(self.config.backlog)
+        super().run(sockets=[sock])
+
+
+class WorkerProcess(Process):
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = ReusePortServer(config=self.config)
+        return self._server
+
+
+class WorkerSupervisor(Multiprocess):
+    """uvicorn's supervisor (health checks, restarts, signals), with ReusePortServer workers."""
+
+    def run(self) -> None:
+        # The supervisor creates its workers through the module's `Process`.
+        multiprocess.Process = WorkerProcess  # type: ignore[misc]
+        super().run()
+
+
+def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """The listening socket, created with its protocol (TCP) named.
 
     uvicorn's own, made with `socket.socket(family)`, has proto 0; its accepted connections
@@ -68,6 +102,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock

@@ -1,0 +1,72 @@
+"""Several workers share the load: each listens on a socket of its own (SO_REUSEPORT)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from luxfact.settings import Settings
+from tests.cli.test_serve import _free_port
+
+
+@pytest.mark.slow
+def test_connections_are_spread_over_the_workers(settings: Settings) -> None:
+    port = _free_port()
+    env = {**os.environ, "LUXFACT_DATABASE_URL": settings.database_url,
+           "LUXFACT_APP_ROLE": settings.app_role, "LUXFACT_SECRET_KEY": settings.secret_key,
+           "LUXFACT_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen([sys.executable, "-m", "luxfact.cli.main", "serve", "--port",
+                                str(port), "--workers", "2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        # 40 connections opened at once, as a load balancer or a busy integration would:
+        # each is answered by the process that accepted it.
+        pids = set()
+        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        try:
+            for sock in sockets:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            for sock in sockets:
+                sock.recv(4096)
+            pids = _server_pids_of(sockets, process.pid)
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert len(pids) == 2, pids
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _server_pids_of(sockets: list[socket.socket], supervisor: int) -> set[int]:
+    """The worker processes holding the server ends of these connections (from /proc)."""
+    ports = {sock.getsockname()[1] for sock in sockets}
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].split(":")[1], 16)
+            if remote_port in ports:
+                inodes.add(fields[9])
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == supervisor:
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    pids.add(int(pid))
+        except OSError:
+            continue
+    return pids
