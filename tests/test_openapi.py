@@ -6,11 +6,6 @@ each role; every operation is called with generated valid and invalid data. It f
 schema, or invalid data that is accepted.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -34,6 +29,7 @@ from luxfact.http.openapi import build, documented
 from luxfact.routes import routes
 from luxfact.settings import Settings
 from tests.conftest import Hospital, make_hospital
+from tests.live import live_server
 
 UNDOCUMENTED = {"/api/v1/openapi.json", "/api/docs"}
 
@@ -64,37 +60,10 @@ async def test_served_document_is_openapi_31(client: httpx.AsyncClient) -> None:
     assert css.status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def live_server(settings: Settings) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "LUXFACT_DATABASE_URL": settings.database_url,
-           "LUXFACT_APP_ROLE": settings.app_role, "LUXFACT_SECRET_KEY": settings.secret_key,
-           "LUXFACT_LOG_LEVEL": "WARNING", "LUXFACT_MAX_BODY_BYTES": "65536"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "luxfact.app:app_factory", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not start")
+def live_url(settings: Settings) -> Iterator[str]:
+    with live_server(settings) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +72,8 @@ async def fuzz_hospital(owner_db: Database, catalogue: None) -> Hospital:
 
 
 @pytest.fixture(scope="session")
-def api_schema(live_server: str) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(f"{live_server}/api/v1/openapi.json")
+def api_schema(live_url: str) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{live_url}/api/v1/openapi.json")
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -134,7 +103,7 @@ def _fuzz(operation: schemathesis.APIOperation, base_url: str, headers: dict[str
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_api_conforms_to_its_document(api_schema: schemathesis.BaseSchema,
-                                      fuzz_hospital: Hospital, live_server: str,
+                                      fuzz_hospital: Hospital, live_url: str,
                                       mode: GenerationMode) -> None:
     failures: list[str] = []
     for result in api_schema.get_all_operations():
@@ -142,7 +111,7 @@ def test_api_conforms_to_its_document(api_schema: schemathesis.BaseSchema,
         roles = operation.definition.raw.get("x-roles", [])
         headers = {"Authorization": f"Bearer {_key_for(roles, fuzz_hospital)}"}
         try:
-            _fuzz(operation, live_server, headers, mode)
+            _fuzz(operation, live_url, headers, mode)
         except Unsatisfiable:
             continue  # nothing to make invalid (no parameter, no body): the positive run covers it
         except Exception as exc:  # collect every operation's failure, then report them all

@@ -2,50 +2,30 @@
 
 import os
 import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from luxfact.settings import Settings
-from tests.cli.test_serve import _free_port
+from tests.live import live_server
 
 
 @pytest.mark.slow
 def test_connections_are_spread_over_the_workers(settings: Settings) -> None:
-    port = _free_port()
-    env = {**os.environ, "LUXFACT_DATABASE_URL": settings.database_url,
-           "LUXFACT_APP_ROLE": settings.app_role, "LUXFACT_SECRET_KEY": settings.secret_key,
-           "LUXFACT_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "luxfact.cli.main", "serve", "--port",
-                                str(port), "--workers", "2"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with live_server(settings, workers=2) as (url, supervisor):
+        port = int(url.rsplit(":", 1)[1])
         # 40 connections opened at once, as a load balancer or a busy integration would:
         # each is answered by the process that accepted it.
-        pids = set()
         sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         try:
             for sock in sockets:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             for sock in sockets:
                 sock.recv(4096)
-            pids = _server_pids_of(sockets, process.pid)
+            pids = _server_pids_of(sockets, supervisor)
         finally:
             for sock in sockets:
                 sock.close()
-        assert len(pids) == 2, pids
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    assert len(pids) == 2, pids
 
 
 def _server_pids_of(sockets: list[socket.socket], supervisor: int) -> set[int]:
