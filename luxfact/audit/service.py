@@ -11,6 +11,7 @@ from luxfact.kit import context
 from luxfact.kit.time import utcnow
 
 T = AuditEvent.__table__  # type: ignore[attr-defined]
+INSERT = insert(T)  # one prebuilt statement, values as parameters (its compilation is cached)
 
 
 async def record(
@@ -27,7 +28,7 @@ async def record(
     if tenant is None:
         raise RuntimeError("audit event outside any tenant")
     # A Core insert: no ORM unit of work to flush for a row nobody reads back here.
-    await session.execute(insert(T).values(
-        tenant_id=tenant, id=uuid.uuid4(), at=utcnow(), actor=info.actor or "system",
-        action=action, object_type=object_type, object_id=str(object_id),
-        request_id=info.request_id, details=details or {}))
+    await session.execute(INSERT, {
+        "tenant_id": tenant, "id": uuid.uuid4(), "at": utcnow(), "actor": info.actor or "system",
+        "action": action, "object_type": object_type, "object_id": str(object_id),
+        "request_id": info.request_id, "details": details or {}})

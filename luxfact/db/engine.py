@@ -9,9 +9,10 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import TextClause, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
@@ -40,6 +41,12 @@ def tenant_setting_sql(tenant_id: uuid.UUID | None, mode: str) -> list[tuple[str
     return [("SELECT set_config('app.tenant_id', :tenant, true)", {"tenant": value})]
 
 
+@lru_cache(maxsize=64)
+def _statement(sql: str) -> TextClause:
+    """A text() statement built once per distinct SQL (it runs at every transaction)."""
+    return text(sql)
+
+
 class TenantSession(Session):
     """The sync session class behind every AsyncSession; carries the tenant hook."""
 
@@ -52,7 +59,7 @@ def _set_tenant(session: Session, transaction: Any, connection: Connection) -> N
         return
     mode = session.info.get("tenant_setting_mode", "set_config")
     for sql, params in tenant_setting_sql(context.current_tenant_id(), mode):
-        connection.execute(text(sql), params)
+        connection.execute(_statement(sql), params)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

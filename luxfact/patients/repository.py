@@ -15,6 +15,8 @@ from luxfact.patients.search import SearchTerms, deletion_keys, name_keys, prefi
 P = Patient.__table__  # type: ignore[attr-defined]
 K = PatientNameKey.__table__  # type: ignore[attr-defined]
 C = Coverage.__table__  # type: ignore[attr-defined]
+# Prebuilt: values go as parameters, so the compiled statement is reused.
+INSERT_PATIENT, INSERT_COVERAGE = insert(P), insert(C)
 # Patients sharing one birth date in one hospital: a few dozen; this bounds the worst case.
 NARROW_MAX = 2000
 
@@ -48,7 +50,7 @@ class PatientRepository:
 
     async def insert(self, values: dict[str, Any]) -> None:
         """One statement for the patient, one for its name keys: the desk's hot path."""
-        await self.session.execute(insert(P).values(tenant_id=self.tenant_id, **values))
+        await self.session.execute(INSERT_PATIENT, {"tenant_id": self.tenant_id, **values})
         await self.replace_name_keys(values["id"], values["family_name"], values["given_name"])
 
     async def replace_name_keys(self, patient_id: uuid.UUID, family_name: str,
@@ -202,7 +204,7 @@ class PatientRepository:
         return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
 
     async def add_coverage(self, values: dict[str, Any]) -> None:
-        await self.session.execute(insert(C).values(tenant_id=self.tenant_id, **values))
+        await self.session.execute(INSERT_COVERAGE, {"tenant_id": self.tenant_id, **values})
 
     async def move_coverages(self, source: uuid.UUID, target: uuid.UUID) -> None:
         await self.session.execute(update(C).where(C.c.tenant_id == self.tenant_id,

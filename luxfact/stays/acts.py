@@ -47,11 +47,15 @@ def act_out(act: Act) -> ActOut:
         explanation=act.pricing.get("explanation", ""), version=act.version)
 
 
-async def _context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay
-                   ) -> tuple[pricing.StayInfo, pricing.PatientInfo]:
-    """What the engine needs of the stay and the patient: one narrow Core query."""
-    birth_date, death_date, periods = await PatientRepository(
-        session, tenant_id).pricing_facts(stay.patient_id)
+Facts = tuple[date, date | None, list[tuple[date, date | None]]]
+
+
+async def _context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
+                   facts: Facts | None = None) -> tuple[pricing.StayInfo, pricing.PatientInfo]:
+    """What the engine needs of the stay and the patient (read here unless given)."""
+    if facts is None:
+        facts = await PatientRepository(session, tenant_id).pricing_facts(stay.patient_id)
+    birth_date, death_date, periods = facts
     attestations = tuple((start, end or date.max) for start, end in periods)
     stay_info = pricing.StayInfo(
         kind=stay.kind, admitted=local_day(stay.admitted_at),
@@ -87,7 +91,7 @@ def _pricing_error(exc: cat.CatalogueError) -> ValidationFailed:
 
 
 async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id: uuid.UUID,
-                 values: dict[str, Any]) -> dict[str, Any]:
+                 values: dict[str, Any], facts: Facts | None = None) -> dict[str, Any]:
     """Check and price an act's values; returns the pricing columns to store."""
     if stay.state not in ("admitted", "discharged"):
         raise Conflict(f"The stay is {stay.state}: acts are recorded on admitted or "
@@ -103,7 +107,7 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
     # A stay never moved (version 1) is in its admission room class: no history to read.
     room_class = stay.room_class if stay.version == 1 else room_class_at(
         stay, await repo.movements(stay.id), performed_at)
-    stay_info, patient_info = await _context(session, tenant_id, stay)
+    stay_info, patient_info = await _context(session, tenant_id, stay, facts)
     act = pricing.ActInput(
         line_id=str(act_id), code=values["code"], day=local_day(performed_at),
         quantity=values["quantity"], modifiers=tuple(values["modifiers"]),
@@ -132,12 +136,19 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
 
 async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
                      data: ActIn) -> Act:
-    stay = await get_stay(session, tenant_id, stay_id, lock=True)
+    rows = await StayRepository(session, tenant_id).lock_for_act(stay_id)
+    if not rows:
+        raise NotFound("No such stay.")
+    # The row reads like a Stay (same column names): no ORM object on the hot path.
+    stay = rows[0]
+    facts: Facts = (stay.birth_date, stay.death_date,
+                    [(r.attestation_from, r.attestation_to) for r in rows
+                     if r.attestation_from is not None])
     act_id = uuid.uuid4()
     values = data.model_dump()
     values["code"] = values["code"].upper()
     values["modifiers"] = [m.upper() for m in values["modifiers"]]
-    priced = await _price(session, tenant_id, stay, act_id, values)
+    priced = await _price(session, tenant_id, stay, act_id, values, facts)  # type: ignore[arg-type]
     now = utcnow()
     row = {**values, **priced, "id": act_id, "stay_id": stay_id, "state": "recorded",
            "version": 1, "created_at": now, "updated_at": now}

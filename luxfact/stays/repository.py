@@ -4,15 +4,28 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.db.queries import fresh
+from luxfact.patients.models import Coverage, Patient
 from luxfact.stays.models import Act, Movement, Stay
 
 S = Stay.__table__  # type: ignore[attr-defined]
 M = Movement.__table__  # type: ignore[attr-defined]
 A = Act.__table__  # type: ignore[attr-defined]
+INSERT_STAY, INSERT_MOVEMENT, INSERT_ACT = insert(S), insert(M), insert(A)
+_P = Patient.__table__  # type: ignore[attr-defined]
+_C = Coverage.__table__  # type: ignore[attr-defined]
+LOCK_FOR_ACT = (
+    select(S, _P.c.birth_date, _P.c.death_date,
+           _C.c.valid_from.label("attestation_from"), _C.c.valid_to.label("attestation_to"))
+    .select_from(S.join(_P, and_(_P.c.tenant_id == S.c.tenant_id, _P.c.id == S.c.patient_id))
+                 .outerjoin(_C, and_(_C.c.tenant_id == S.c.tenant_id,
+                                     _C.c.patient_id == S.c.patient_id,
+                                     _C.c.kind == "social_tiers_payant")))
+    .where(S.c.tenant_id == bindparam("tenant_id"), S.c.id == bindparam("stay_id"))
+    .with_for_update(of=S))
 
 
 class StayRepository:
@@ -27,13 +40,21 @@ class StayRepository:
             query = query.with_for_update()
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
+    async def lock_for_act(self, stay_id: uuid.UUID) -> list[Row]:
+        """The stay (locked) with what pricing needs of its patient, in one round trip: one
+        row per social tiers-payant attestation of the patient (at least one row)."""
+        return list((await self.session.execute(
+            LOCK_FOR_ACT, {"tenant_id": self.tenant_id, "stay_id": stay_id})).all())
+
     async def by_external_id(self, external_id: str) -> Stay | None:
         query = fresh(Stay).where(S.c.tenant_id == self.tenant_id,
                                    S.c.external_id == external_id)
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
     async def insert_stay(self, values: dict[str, Any]) -> None:
-        await self.session.execute(insert(S).values(tenant_id=self.tenant_id, **values))
+        # Values as parameters of one prebuilt statement: its compiled form is cached, where
+        # `.values(...)` builds and hashes a new statement on every call.
+        await self.session.execute(INSERT_STAY, {"tenant_id": self.tenant_id, **values})
 
     async def update_stay(self, stay_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,
@@ -61,7 +82,7 @@ class StayRepository:
         return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
 
     async def insert_movement(self, values: dict[str, Any]) -> None:
-        await self.session.execute(insert(M).values(tenant_id=self.tenant_id, **values))
+        await self.session.execute(INSERT_MOVEMENT, {"tenant_id": self.tenant_id, **values})
 
     async def mark_cancelled(self, movement_id: uuid.UUID, by: uuid.UUID) -> None:
         await self.session.execute(update(M).where(M.c.tenant_id == self.tenant_id,
@@ -81,7 +102,7 @@ class StayRepository:
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
     async def insert_act(self, values: dict[str, Any]) -> None:
-        await self.session.execute(insert(A).values(tenant_id=self.tenant_id, **values))
+        await self.session.execute(INSERT_ACT, {"tenant_id": self.tenant_id, **values})
 
     async def update_act(self, act_id: uuid.UUID, version: int, values: dict[str, Any]) -> bool:
         result = await self.session.execute(
