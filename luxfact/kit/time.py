@@ -9,9 +9,3 @@ LUXEMBOURG = ZoneInfo("Europe/Luxembourg")
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
-
-def as_utc(value: datetime) -> datetime:
-    """An aware datetime in UTC; a naive one is taken as Luxembourg local time (the desk's)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=LUXEMBOURG)
-    return value.astimezone(UTC)
