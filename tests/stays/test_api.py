@@ -162,6 +162,11 @@ async def test_act_is_priced_with_its_explanation(
     assert body["tariff_version"] == "N101@2019-01-01"
     assert body["pricing"]["key_letter_value"] == "7.7571"
     assert "7.7571" in body["explanation"] and "968.04" in body["explanation"]
+    # The act and its audit event are written together (one statement on PostgreSQL).
+    events = (await client.get(f"/api/v1/audit-events?object_id={body['id']}",
+                               headers=hospitals.a.auth(Role.admin))).json()["items"]
+    assert [e["action"] for e in events] == ["act.create"]
+    assert events[0]["details"] == {"stay": stay["id"], "code": "N101"}
 
 
 async def test_first_class_doctor_act_carries_the_surcharge(
