@@ -211,11 +211,6 @@ class PatientRepository:
                                                    C.c.patient_id == source)
                                    .values(patient_id=target))
 
-    async def coverage_on(self, patient_id: uuid.UUID, day: date) -> list[Coverage]:
-        return [c for c in await self.coverages(patient_id)
-                if c.valid_from <= day and (c.valid_to is None or day <= c.valid_to)]
-
-
 
 def _after(position: tuple[str, str, str], family: Any, given: Any, id_: Any) -> Any:
     """Rows after the cursor position in (family, given, id) order."""

@@ -121,7 +121,3 @@ class StayRepository:
         await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,
                                                    S.c.patient_id == source)
                                    .values(patient_id=target))
-
-    async def stays_of(self, patient_id: uuid.UUID) -> list[Stay]:
-        query = fresh(Stay).where(S.c.tenant_id == self.tenant_id, S.c.patient_id == patient_id)
-        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
