@@ -21,22 +21,26 @@ def test_connections_are_spread_over_the_workers(settings: Settings) -> None:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             for sock in sockets:
                 sock.recv(4096)
-            pids = _server_pids_of(sockets, supervisor)
+            pids = _server_pids_of(sockets, port, supervisor)
         finally:
             for sock in sockets:
                 sock.close()
     assert len(pids) == 2, pids
 
 
-def _server_pids_of(sockets: list[socket.socket], supervisor: int) -> set[int]:
+def _server_pids_of(sockets: list[socket.socket], server_port: int,
+                    supervisor: int) -> set[int]:
     """The worker processes holding the server ends of these connections (from /proc)."""
     ports = {sock.getsockname()[1] for sock in sockets}
     inodes = set()
     with open("/proc/net/tcp") as table:
         for line in table.readlines()[1:]:
             fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
             remote_port = int(fields[2].split(":")[1], 16)
-            if remote_port in ports:
+            # Both ends must match: another program's connection may happen to have one of
+            # our client ports as its remote port.
+            if local_port == server_port and remote_port in ports:
                 inodes.add(fields[9])
     pids = set()
     for pid in os.listdir("/proc"):
