@@ -19,6 +19,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _listeners_on(port: int) -> int:
+    """How many sockets listen on this port (from /proc/net/tcp; 0A is LISTEN)."""
+    with open("/proc/net/tcp") as table:
+        return sum(1 for line in table.readlines()[1:]
+                   if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port)
+
+
 @contextmanager
 def live_server(settings: Settings, workers: int = 1) -> Iterator[tuple[str, int]]:
     """(base URL, supervisor pid) of a server started as `luxfact serve` starts it."""
@@ -34,7 +41,10 @@ def live_server(settings: Settings, workers: int = 1) -> Iterator[tuple[str, int
     try:
         for _ in range(200):
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                # Every worker binds its own socket: wait until all of them listen, or the
+                # first connections all go to the worker that started first.
+                if (_listeners_on(port) >= workers
+                        and httpx.get(f"{url}/readyz", timeout=1).status_code == 200):
                     break
             except httpx.HTTPError:
                 pass
