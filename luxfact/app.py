@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from luxfact.billing import rendering
 from luxfact.db.engine import Database
 from luxfact.db.errors import DATABASE_UNAVAILABLE
 from luxfact.kit import logging as luxlog
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield {"settings": settings, "db": db, "tenant_slugs": {}}
         finally:
             await db.dispose()
+            rendering.shutdown()
 
     handlers = {
         LuxfactError: _luxfact_error,

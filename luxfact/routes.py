@@ -7,6 +7,7 @@ from starlette.staticfiles import StaticFiles
 
 from luxfact.audit import api as audit_api
 from luxfact.auth import api as auth_api
+from luxfact.billing import api as billing_api
 from luxfact.health import api as health_api
 from luxfact.patients import api as patients_api
 from luxfact.stays import api as stays_api
@@ -52,6 +53,22 @@ def routes() -> list[BaseRoute]:
               methods=["PATCH"]),
         Route(f"{API}/stays/{{stay_id}}/acts/{{act_id}}", stays_api.cancel_act,
               methods=["DELETE"]),
+        Route(f"{API}/stays/{{stay_id}}/invoices", billing_api.bill_stay, methods=["POST"]),
+        Route(f"{API}/invoices", billing_api.list_invoices, methods=["GET"]),
+        Route(f"{API}/invoices/{{invoice_id}}", billing_api.get_invoice, methods=["GET"]),
+        Route(f"{API}/invoices/{{invoice_id}}", billing_api.refuse_change,
+              methods=["PATCH", "DELETE"]),
+        Route(f"{API}/invoices/{{invoice_id}}/pdf", billing_api.invoice_pdf, methods=["GET"]),
+        Route(f"{API}/invoices/{{invoice_id}}/credit-notes", billing_api.credit_invoice,
+              methods=["POST"]),
+        Route(f"{API}/invoices/{{invoice_id}}/payments", billing_api.record_payment,
+              methods=["POST"]),
+        Route(f"{API}/invoices/{{invoice_id}}/payments", billing_api.list_payments,
+              methods=["GET"]),
+        Route(f"{API}/invoices/{{invoice_id}}/reminders", billing_api.send_reminder,
+              methods=["POST"]),
+        Route(f"{API}/invoices/{{invoice_id}}/reminders/{{number:int}}",
+              billing_api.reminder_pdf, methods=["GET"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
     ]

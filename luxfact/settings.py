@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     tenants_dir: Path = ROOT / "tenants"
     documents_dir: Path = ROOT / "var" / "documents"
+    # Layouts, texts and fonts of the printed documents (invoices/ at the project's root).
+    invoices_dir: Path = ROOT / "invoices"
+    # Processes rendering PDFs beside the web process (0: one per core).
+    render_workers: int = Field(default=0, ge=0, le=64)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -2,6 +2,7 @@
 
 from luxfact.audit.models import AuditEvent
 from luxfact.auth.models import ApiKey, User
+from luxfact.billing.models import Invoice, InvoiceDocument, InvoiceLine, NumberCounter, Payment
 from luxfact.db.base import metadata
 from luxfact.http.models import IdempotencyRecord
 from luxfact.patients.models import Coverage, Patient, PatientNameKey
@@ -25,9 +26,14 @@ __all__ = [
     "AuditEvent",
     "Coverage",
     "IdempotencyRecord",
+    "Invoice",
+    "InvoiceDocument",
+    "InvoiceLine",
     "Movement",
+    "NumberCounter",
     "Patient",
     "PatientNameKey",
+    "Payment",
     "Stay",
     "TariffAct",
     "TariffCote",

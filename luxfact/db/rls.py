@@ -74,3 +74,43 @@ def ensure_app_role(conn: Connection, role: str, password: str = "") -> None:
         conn.execute(text(f'REVOKE ALL ON "{table}" FROM {quoted}'))
         conn.execute(text(f'GRANT {privileges} ON "{table}" TO {quoted}'))
     conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
+
+
+# What may change on an issued invoice: what is owed (payments, credit notes) and the row
+# version. Anything else, its number, amounts, payer or dates, is refused.
+INVOICE_MUTABLE_COLUMNS = ("paid_cents", "credited_cents", "version")
+
+
+def make_invoices_immutable(conn: Connection) -> None:
+    """Triggers that refuse any change to an issued invoice's number, amounts or lines, and
+    to an archived document, whoever asks. SQLSTATE 23001 (restrict_violation) reaches the
+    service as an integrity error, which it answers with 409."""
+    if conn.dialect.name != "postgresql":
+        return
+    mutable = " - ".join(f"'{column}'" for column in INVOICE_MUTABLE_COLUMNS)
+    conn.execute(text(
+        "CREATE OR REPLACE FUNCTION luxfact_invoice_immutable() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        "IF TG_OP = 'DELETE' THEN "
+        "RAISE EXCEPTION 'invoice % is issued: it cannot be deleted', OLD.number "
+        "USING ERRCODE = 'restrict_violation'; END IF; "
+        f"IF (to_jsonb(NEW) - {mutable}) IS DISTINCT FROM (to_jsonb(OLD) - {mutable}) THEN "
+        "RAISE EXCEPTION 'invoice % is issued: its number, amounts and lines are immutable', "
+        "OLD.number USING ERRCODE = 'restrict_violation'; END IF; "
+        "RETURN NEW; END $$"
+    ))
+    conn.execute(text(
+        "CREATE TRIGGER invoices_immutable BEFORE UPDATE OR DELETE ON invoices "
+        "FOR EACH ROW EXECUTE FUNCTION luxfact_invoice_immutable()"
+    ))
+    conn.execute(text(
+        "CREATE OR REPLACE FUNCTION luxfact_refuse_issued_change() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION '% on % is not allowed: issued documents are immutable', "
+        "TG_OP, TG_TABLE_NAME USING ERRCODE = 'restrict_violation'; END $$"
+    ))
+    for table in ("invoice_lines", "invoice_documents", "payments"):
+        conn.execute(text(
+            f'CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON "{table}" '
+            "FOR EACH ROW EXECUTE FUNCTION luxfact_refuse_issued_change()"
+        ))

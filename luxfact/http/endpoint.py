@@ -135,17 +135,19 @@ class EndpointDoc:
     response: type[BaseModel] | None = None
     status: int = 200
     etag: bool = False  # answers with an ETag; a PATCH needs If-Match
+    # Other success statuses with the same body, e.g. (200, "Dry run: nothing stored").
+    also: tuple[tuple[int, str], ...] = ()
 
 
 def endpoint(
     *roles: Role, idempotent: bool = False, body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
-    status: int = 200, etag: bool = False,
+    status: int = 200, etag: bool = False, also: tuple[tuple[int, str], ...] = (),
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Declare an endpoint: the roles allowed, whether it honours Idempotency-Key, and the
     schemas of its body, query and response (the OpenAPI document is made from them)."""
     allowed = frozenset(roles)
-    doc = EndpointDoc(allowed, idempotent, body, query, response, status, etag)
+    doc = EndpointDoc(allowed, idempotent, body, query, response, status, etag, also)
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:

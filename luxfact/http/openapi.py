@@ -94,7 +94,10 @@ def _operation(route: Route, method: str, doc: EndpointDoc) -> dict[str, Any]:
         "summary": summary,
         "tags": [route.path.split("/")[3] if route.path.startswith("/api/v1/") else "ops"],
         "parameters": parameters,
-        "responses": {str(doc.status): success, **_problem_responses(doc, method)},
+        "responses": {str(doc.status): success,
+                      **{str(code): {**success, "description": description}
+                         for code, description in doc.also},
+                      **_problem_responses(doc, method)},
         "security": [{"apiKey": []}],
         "x-roles": sorted(r.value for r in doc.roles),
     }

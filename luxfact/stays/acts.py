@@ -50,7 +50,7 @@ def act_out(act: Act) -> ActOut:
 Facts = tuple[date, date | None, list[tuple[date, date | None]]]
 
 
-async def _context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
+async def pricing_context(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
                    facts: Facts | None = None) -> tuple[pricing.StayInfo, pricing.PatientInfo]:
     """What the engine needs of the stay and the patient (read here unless given)."""
     if facts is None:
@@ -107,7 +107,7 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
     # A stay never moved (version 1) is in its admission room class: no history to read.
     room_class = stay.room_class if stay.version == 1 else room_class_at(
         stay, await repo.movements(stay.id), performed_at)
-    stay_info, patient_info = await _context(session, tenant_id, stay, facts)
+    stay_info, patient_info = await pricing_context(session, tenant_id, stay, facts)
     act = pricing.ActInput(
         line_id=str(act_id), code=values["code"], day=local_day(performed_at),
         quantity=values["quantity"], modifiers=tuple(values["modifiers"]),

@@ -8,6 +8,7 @@ from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.db.queries import fresh
+from luxfact.kit.time import utcnow
 from luxfact.patients.models import Coverage, Patient
 from luxfact.stays.models import Act, Movement, Stay
 
@@ -109,6 +110,15 @@ class StayRepository:
             update(A).where(A.c.tenant_id == self.tenant_id, A.c.id == act_id,
                             A.c.version == version).values(version=version + 1, **values))
         return bool(result.rowcount)
+
+    async def set_acts_state(self, act_ids: list[uuid.UUID], state: str,
+                             invoice_id: uuid.UUID | None) -> None:
+        """Billing marks acts invoiced (locked) or releases them after a credit note."""
+        if act_ids:
+            await self.session.execute(
+                update(A).where(A.c.tenant_id == self.tenant_id, A.c.id.in_(act_ids))
+                .values(state=state, invoice_id=invoice_id, version=A.c.version + 1,
+                        updated_at=utcnow()))
 
     async def cancel_recorded_acts(self, stay_id: uuid.UUID) -> int:
         result = await self.session.execute(

@@ -1,0 +1,1 @@
+"""Billing: invoices, credit notes, their numbering, payments and documents."""

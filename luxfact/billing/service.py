@@ -1,0 +1,445 @@
+"""Billing use cases: bill a stay (or show what would be billed), credit, record payments.
+
+Never commits: the request (or the command) commits or rolls back the whole. The number is
+drawn in the same transaction as the invoice it names, so a failure anywhere rolls both back.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.billing import split as splitting
+from luxfact.billing.models import Invoice, InvoiceLine
+from luxfact.billing.reference import creditor_reference
+from luxfact.billing.repository import BillingRepository
+from luxfact.billing.schemas import BillIn, CreditNoteIn, InvoiceLineOut, InvoiceOut, PaymentIn
+from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.money import cents_str, to_cents
+from luxfact.kit.time import LUXEMBOURG, utcnow
+from luxfact.patients.repository import PatientRepository
+from luxfact.stays import acts as act_service
+from luxfact.stays.models import Act, Stay
+from luxfact.stays.repository import StayRepository
+from luxfact.stays.service import coverage_gaps, get_stay, local_day, room_class_at
+from luxfact.tariffs import catalogue as cat
+from luxfact.tariffs import pricing
+from luxfact.tariffs import service as tariffs
+from luxfact.tenancy.models import Tenant
+
+SERIES = {"invoice": "invoice", "credit_note": "credit_note"}
+
+
+def today() -> date:
+    return datetime.now(LUXEMBOURG).date()
+
+
+# ------------------------------------------------------------------------------ status
+
+
+def invoice_status(invoice: Invoice, on: date) -> str:
+    """What is owed on an invoice, in one word (repository.status_condition is its SQL)."""
+    if invoice.doc_type == "credit_note":
+        return "issued"
+    balance = invoice.total_cents - invoice.credited_cents - invoice.paid_cents
+    if invoice.credited_cents >= invoice.total_cents and invoice.paid_cents == 0:
+        return "credited"
+    if balance < 0:
+        return "overpaid"
+    if balance == 0:
+        return "paid"
+    if invoice.due_on is not None and invoice.due_on < on:
+        return "overdue"
+    return "partly_paid" if invoice.paid_cents else "open"
+
+
+def line_out(line: InvoiceLine | splitting.DraftLine, seq: int) -> InvoiceLineOut:
+    if isinstance(line, splitting.DraftLine):
+        cents = {name: to_cents(getattr(line, name))
+                 for name in ("unit_price", "gross", "insurer", "patient", "amount")}
+        credited_seq = None
+    else:
+        cents = {"unit_price": line.unit_price_cents, "gross": line.gross_cents,
+                 "insurer": line.insurer_cents, "patient": line.patient_cents,
+                 "amount": line.amount_cents}
+        credited_seq = line.credited_seq
+    return InvoiceLineOut(
+        seq=seq, act_id=line.act_id, part=line.part, code=line.code, label_fr=line.label_fr,
+        label_de=line.label_de, day=line.day, last_day=line.last_day, quantity=line.quantity,
+        credited_seq=credited_seq, explanation=line.pricing.get("explanation", ""),
+        **{name: cents_str(value) for name, value in cents.items()})
+
+
+def invoice_out(invoice: Invoice, lines: list[InvoiceLine], on: date) -> InvoiceOut:
+    balance = invoice.total_cents - invoice.credited_cents - invoice.paid_cents
+    return InvoiceOut(
+        id=invoice.id, number=invoice.number, doc_type=invoice.doc_type,  # type: ignore[arg-type]
+        kind=invoice.kind, payer=invoice.payer,  # type: ignore[arg-type]
+        coverage_id=invoice.coverage_id, billing=invoice.billing,  # type: ignore[arg-type]
+        stay_id=invoice.stay_id, patient_id=invoice.patient_id, issued_at=invoice.issued_at,
+        issued_on=invoice.issued_on, due_on=invoice.due_on, period_from=invoice.period_from,
+        period_to=invoice.period_to, language=invoice.language, currency=invoice.currency,
+        total=cents_str(invoice.total_cents), gross=cents_str(invoice.gross_cents),
+        paid=cents_str(invoice.paid_cents), credited=cents_str(invoice.credited_cents),
+        balance=cents_str(balance) if invoice.doc_type == "invoice" else "0.00",
+        status=invoice_status(invoice, on), reference=invoice.reference,  # type: ignore[arg-type]
+        credited_invoice_id=invoice.credited_invoice_id, reason=invoice.reason,
+        lines=[line_out(line, line.seq) for line in lines], version=invoice.version)
+
+
+# ------------------------------------------------------------------------ billing a stay
+
+
+@dataclass
+class Issued:
+    stay: Stay
+    invoices: list[tuple[Invoice, list[InvoiceLine]]]
+
+
+@dataclass
+class Draft:
+    stay: Stay
+    drafts: list[splitting.DraftInvoice]
+    language: dict[str, str]
+    billing: str
+
+
+async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, data: BillIn,
+                    actor: str) -> Draft | Issued:
+    """Bill what is not billed yet on a stay; a dry run stops before anything is written."""
+    tenant_id = tenant.id
+    stay = await get_stay(session, tenant_id, stay_id, lock=not data.dry_run)
+    on = today()
+    until = _billing_limit(stay, data, on)
+    acts = [a for a in await StayRepository(session, tenant_id).acts(stay.id,
+                                                                     include_cancelled=False)]
+    repo = BillingRepository(session, tenant_id)
+    patients = PatientRepository(session, tenant_id)
+    coverages = await patients.coverages(stay.patient_id)
+    _check_coverage(stay, coverages, until, on)
+    live = await repo.live_parts(stay.id)
+    billed = {(str(row.act_id), row.part) for row in live if row.act_id is not None}
+    billed_days = {row.day + timedelta(days=n) for row in live if row.act_id is None
+                   for n in range((row.last_day - row.day).days + 1)}
+    priced = await _price_stay(session, tenant_id, stay, acts, until,
+                               await repo.participation_days_by_year(stay.patient_id, stay.id))
+    lines = [line for line in priced.lines if line.day <= until]
+    payers = [splitting.Payer(c.payer, c.id, c.kind, c.valid_from, c.valid_to, c.first_class)
+              for c in coverages if c.kind != "social_tiers_payant"]
+    try:
+        drafts = splitting.split(priced, lines, payers, billed, billed_days)
+    except splitting.UncoveredDay as exc:
+        raise ValidationFailed(
+            f"No coverage on {exc.day} for {exc.code}: add the patient's coverage first.",
+            errors=[{"field": "coverage", "reason": f"no coverage on {exc.day}"}]) from None
+    if not drafts:
+        raise Conflict("Nothing to invoice on this stay: every act and day up to "
+                       f"{until} is on an invoice already.")
+    patient = await patients.get(stay.patient_id)
+    assert patient is not None
+    languages = {"patient": patient.language, "insurer": tenant.default_language}
+    billing = data.kind
+    if data.dry_run:
+        return Draft(stay, drafts, languages, billing)
+    issued = []
+    issued_at = utcnow()
+    terms = int(tenant.config.get("invoices", {}).get("payment_terms_days", 30))
+    for draft in drafts:
+        invoice, rows = await _issue(repo, tenant, stay, draft, billing,
+                                     languages[draft.kind], issued_at, terms, actor)
+        issued.append((invoice, rows))
+    await _lock_billed_acts(session, tenant_id, issued)
+    if data.kind == "final" and not _left_to_bill(acts, issued, billed):
+        await StayRepository(session, tenant_id).update_stay(stay.id, {"state": "closed",
+                                                                       "updated_at": issued_at})
+        stay.state = "closed"
+    return Issued(stay, issued)
+
+
+def _billing_limit(stay: Stay, data: BillIn, on: date) -> date:
+    """The last day billed: the day before discharge for a final invoice, `until` (or today)
+    for an interim one."""
+    if stay.state in ("cancelled", "planned"):
+        raise Conflict(f"The stay is {stay.state}: only admitted or discharged stays are billed.")
+    if stay.state == "closed":
+        raise Conflict("The stay is closed: everything on it is invoiced. Credit an invoice "
+                       "to bill again.")
+    admitted = local_day(stay.admitted_at)
+    discharged = local_day(stay.discharged_at) if stay.discharged_at else None
+    if data.kind == "final":
+        if data.until is not None:
+            raise ValidationFailed(errors=[{"field": "until",
+                                            "reason": "only for an interim invoice"}])
+        if stay.state != "discharged" or discharged is None:
+            raise Conflict("A final invoice needs a discharged stay: discharge it first, or "
+                           "issue an interim invoice.")
+        return discharged
+    until = data.until or min(on, discharged or on)
+    if until < admitted:
+        raise ValidationFailed(errors=[{"field": "until", "reason": "before the admission"}])
+    if until > on:
+        raise ValidationFailed(errors=[{"field": "until", "reason": "in the future"}])
+    if discharged is not None and until > discharged:
+        raise ValidationFailed(errors=[{"field": "until", "reason": "after the discharge"}])
+    return until
+
+
+def _check_coverage(stay: Stay, coverages: list[Any], until: date, on: date) -> None:
+    gaps = [gap for gap in coverage_gaps(stay, coverages, on) if gap.start <= until]
+    if gaps:
+        raise ValidationFailed(
+            "The stay is not covered on every day billed: add the missing coverage.",
+            errors=[{"field": "coverage",
+                     "reason": f"no coverage from {gap.start} to {min(gap.end, until)}"}
+                    for gap in gaps],
+            gaps=[{"start": str(gap.start), "end": str(min(gap.end, until))} for gap in gaps])
+
+
+async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, acts: list[Act],
+                      until: date, prior_days: dict[int, int]) -> pricing.StayPricing:
+    """Price the stay with today's catalogue for each act's day; every act that can no
+    longer be priced is listed, not only the first."""
+    stay_info, patient_info = await act_service.pricing_context(session, tenant_id, stay)
+    stay_info = pricing.StayInfo(
+        kind=stay_info.kind, admitted=stay_info.admitted, discharged=stay_info.discharged,
+        childbirth=stay_info.childbirth, psychiatric=stay_info.psychiatric,
+        social_tiers_payant=stay_info.social_tiers_payant,
+        prior_participation_days=prior_days)
+    movements = await StayRepository(session, tenant_id).movements(stay.id)
+    inputs = [pricing.ActInput(
+        line_id=str(a.id), code=a.code, day=local_day(a.performed_at), quantity=a.quantity,
+        modifiers=tuple(a.modifiers), performer=a.performer, specialty=a.specialty,
+        first_class=room_class_at(stay, movements, a.performed_at) == "first") for a in acts]
+    snapshot = await tariffs.snapshot(session, tenant_id)
+    try:
+        return pricing.price_stay(snapshot, stay_info, patient_info, inputs, until)
+    except cat.CatalogueError:
+        errors = []
+        for act in inputs:
+            try:
+                pricing.price_act(snapshot, stay_info, patient_info, act)
+            except cat.CatalogueError as exc:
+                errors.append({"field": f"acts.{act.line_id}",
+                               "reason": f"{act.code} on {act.day}: {exc}"})
+        if not errors:
+            raise
+        raise ValidationFailed(
+            f"{len(errors)} act(s) can no longer be priced: correct or cancel them.",
+            errors=errors) from None
+
+
+async def _issue(repo: BillingRepository, tenant: Tenant, stay: Stay,
+                 draft: splitting.DraftInvoice, billing: str, language: str,
+                 issued_at: datetime, terms: int, actor: str) -> tuple[Invoice, list[InvoiceLine]]:
+    issued_on = issued_at.astimezone(LUXEMBOURG).date()
+    year = issued_on.year
+    seq = await repo.draw_number("invoice", year)
+    number = tenant.invoice_number_pattern.format(year=year, seq=seq)
+    period_from, period_to = draft.period
+    values = dict(
+        id=uuid.uuid4(), doc_type="invoice", kind=draft.kind, payer=draft.payer,
+        coverage_id=draft.coverage_id, billing=billing, stay_id=stay.id,
+        patient_id=stay.patient_id, number=number, year=year, seq=seq, issued_at=issued_at,
+        issued_on=issued_on, due_on=issued_on + timedelta(days=terms),
+        period_from=period_from, period_to=period_to, language=language, currency="EUR",
+        total_cents=to_cents(draft.total), gross_cents=to_cents(draft.gross),
+        credited_invoice_id=None, reason="", reference=creditor_reference(number),
+        paid_cents=0, credited_cents=0, actor=actor, version=1, created_at=issued_at)
+    await repo.insert_invoice(values)
+    rows = [_line_row(values["id"], n, line) for n, line in enumerate(draft.lines, 1)]
+    await repo.insert_lines(rows)
+    await record(repo.session, "invoice.issue", "invoice", values["id"],
+                 {"number": number, "kind": draft.kind, "payer": draft.payer,
+                  "total": cents_str(values["total_cents"]), "stay": str(stay.id)},
+                 tenant_id=tenant.id)
+    invoice = Invoice(tenant_id=tenant.id, **values)
+    return invoice, [InvoiceLine(tenant_id=tenant.id, **row) for row in rows]
+
+
+def _line_row(invoice_id: uuid.UUID, seq: int, line: splitting.DraftLine,
+              credited_seq: int | None = None) -> dict[str, Any]:
+    return dict(
+        invoice_id=invoice_id, seq=seq,
+        act_id=uuid.UUID(line.act_id) if isinstance(line.act_id, str) else line.act_id,
+        part=line.part, code=line.code, label_fr=line.label_fr[:300],
+        label_de=line.label_de[:300], day=line.day, last_day=line.last_day,
+        quantity=line.quantity, unit_price_cents=to_cents(line.unit_price),
+        gross_cents=to_cents(line.gross), insurer_cents=to_cents(line.insurer),
+        patient_cents=to_cents(line.patient), amount_cents=to_cents(line.amount),
+        credited_seq=credited_seq, pricing=line.pricing)
+
+
+async def _lock_billed_acts(session: AsyncSession, tenant_id: uuid.UUID,
+                            issued: list[tuple[Invoice, list[InvoiceLine]]]) -> None:
+    """Acts on an issued invoice are locked: state `invoiced`, pointing at the first invoice
+    (insurer first) that bills them."""
+    first: dict[uuid.UUID, uuid.UUID] = {}
+    for invoice, lines in issued:
+        for line in lines:
+            if line.act_id is not None:
+                first.setdefault(line.act_id, invoice.id)
+    by_invoice: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for act_id, invoice_id in first.items():
+        by_invoice.setdefault(invoice_id, []).append(act_id)
+    stays = StayRepository(session, tenant_id)
+    for invoice_id, act_ids in by_invoice.items():
+        await stays.set_acts_state(act_ids, "invoiced", invoice_id)
+
+
+def _left_to_bill(acts: list[Act], issued: list[tuple[Invoice, list[InvoiceLine]]],
+                  billed: set[tuple[str, str]]) -> bool:
+    """Whether an act of the stay is on no invoice at all after this billing."""
+    on_invoice = {act_id for act_id, _part in billed}
+    on_invoice |= {str(line.act_id) for _inv, lines in issued for line in lines if line.act_id}
+    return any(str(a.id) not in on_invoice for a in acts)
+
+
+def draft_out(draft: Draft) -> list[InvoiceOut]:
+    """A dry run's invoices: what would be issued, without id, number or reference."""
+    out = []
+    for item in draft.drafts:
+        period_from, period_to = item.period
+        total = cents_str(to_cents(item.total))
+        out.append(InvoiceOut(
+            id=None, number=None, doc_type="invoice", kind=item.kind,  # type: ignore[arg-type]
+            payer=item.payer, coverage_id=item.coverage_id,
+            billing=draft.billing,  # type: ignore[arg-type]
+            stay_id=draft.stay.id, patient_id=draft.stay.patient_id, issued_at=None,
+            issued_on=None, due_on=None, period_from=period_from, period_to=period_to,
+            language=draft.language[item.kind], currency="EUR", total=total,
+            gross=cents_str(to_cents(item.gross)), paid="0.00", credited="0.00",
+            balance=total, status="draft", reference=None,
+            lines=[line_out(line, n) for n, line in enumerate(item.lines, 1)]))
+    return out
+
+
+# ------------------------------------------------------------------------- credit notes
+
+
+async def credit(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID,
+                 data: CreditNoteIn, actor: str) -> tuple[Invoice, list[InvoiceLine]]:
+    """A credit note for chosen lines (or every line left); the acts are released."""
+    repo = BillingRepository(session, tenant.id)
+    original = await repo.get(invoice_id, lock=True)
+    if original is None:
+        raise NotFound("No such invoice.")
+    if original.doc_type != "invoice":
+        raise Conflict("A credit note cannot itself be credited.")
+    lines = await repo.lines(original.id)
+    done = await repo.credited_seqs(original.id)
+    by_seq = {line.seq: line for line in lines}
+    if data.lines is None:
+        chosen = [line for line in lines if line.seq not in done]
+        if not chosen:
+            raise Conflict(f"Invoice {original.number} is already wholly credited.")
+    else:
+        unknown = sorted(set(data.lines) - set(by_seq))
+        if unknown:
+            raise ValidationFailed(errors=[{"field": "lines", "reason":
+                                            f"no line {n} on invoice {original.number}"}
+                                           for n in unknown])
+        again = sorted(set(data.lines) & done)
+        if again:
+            raise Conflict(f"Line(s) {', '.join(map(str, again))} of invoice {original.number} "
+                           "are already credited: never more is credited than invoiced.",
+                           lines=again)
+        chosen = [by_seq[n] for n in sorted(set(data.lines))]
+    issued_at = utcnow()
+    issued_on = issued_at.astimezone(LUXEMBOURG).date()
+    seq = await repo.draw_number("credit_note", issued_on.year)
+    number = tenant.credit_note_number_pattern.format(year=issued_on.year, seq=seq)
+    total = sum(line.amount_cents for line in chosen)
+    values = dict(
+        id=uuid.uuid4(), doc_type="credit_note", kind=original.kind, payer=original.payer,
+        coverage_id=original.coverage_id, billing=original.billing, stay_id=original.stay_id,
+        patient_id=original.patient_id, number=number, year=issued_on.year, seq=seq,
+        issued_at=issued_at, issued_on=issued_on, due_on=None,
+        period_from=min(line.day for line in chosen),
+        period_to=max(line.last_day for line in chosen), language=original.language,
+        currency=original.currency, total_cents=total,
+        gross_cents=sum(line.gross_cents for line in chosen),
+        credited_invoice_id=original.id, reason=data.reason,
+        reference=creditor_reference(number), paid_cents=0, credited_cents=0, actor=actor,
+        version=1, created_at=issued_at)
+    await repo.insert_invoice(values)
+    rows = []
+    for n, line in enumerate(chosen, 1):
+        row = {name: getattr(line, name) for name in (
+            "act_id", "part", "code", "label_fr", "label_de", "day", "last_day", "quantity",
+            "unit_price_cents", "gross_cents", "insurer_cents", "patient_cents",
+            "amount_cents", "pricing")}
+        rows.append({**row, "invoice_id": values["id"], "seq": n, "credited_seq": line.seq})
+    await repo.insert_lines(rows)
+    await repo.add_to_owed(original.id, credited=total)
+    await _release_acts(session, tenant.id, [line.act_id for line in chosen if line.act_id])
+    stays = StayRepository(session, tenant.id)
+    stay = await stays.get(original.stay_id, lock=True)
+    if stay is not None and stay.state == "closed":
+        await stays.update_stay(stay.id, {"state": "discharged", "updated_at": issued_at})
+    await record(session, "invoice.credit", "invoice", values["id"],
+                 {"number": number, "credits": original.number,
+                  "lines": [line.seq for line in chosen], "total": cents_str(total),
+                  "reason": data.reason}, tenant_id=tenant.id)
+    note = Invoice(tenant_id=tenant.id, **values)
+    return note, [InvoiceLine(tenant_id=tenant.id, **row) for row in rows]
+
+
+async def _release_acts(session: AsyncSession, tenant_id: uuid.UUID,
+                        act_ids: list[uuid.UUID]) -> None:
+    """Acts with no line left on a live invoice can be corrected and billed again."""
+    still = await BillingRepository(session, tenant_id).acts_with_live_lines(act_ids)
+    free = sorted(set(act_ids) - still)
+    await StayRepository(session, tenant_id).set_acts_state(free, "recorded", None)
+
+
+# ----------------------------------------------------------------------------- payments
+
+
+async def pay(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID, data: PaymentIn,
+              actor: str) -> tuple[Invoice, dict[str, Any]]:
+    repo = BillingRepository(session, tenant.id)
+    invoice = await repo.get(invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound("No such invoice.")
+    if invoice.doc_type != "invoice":
+        raise Conflict("Payments are recorded on invoices, not on credit notes.")
+    amount = to_cents(Decimal(data.amount).quantize(Decimal("0.01")))
+    if amount <= 0:
+        raise ValidationFailed(errors=[{"field": "amount", "reason": "must be more than 0"}])
+    if data.paid_on > today():
+        raise ValidationFailed(errors=[{"field": "paid_on", "reason": "in the future"}])
+    if data.paid_on < invoice.issued_on:
+        raise ValidationFailed(errors=[{"field": "paid_on",
+                                        "reason": "before the invoice was issued"}])
+    balance = invoice.total_cents - invoice.credited_cents - invoice.paid_cents
+    allow = bool(tenant.config.get("invoices", {}).get("allow_overpayment", False))
+    if amount > balance and not allow:
+        raise ValidationFailed(
+            f"The payment is larger than the balance of {cents_str(max(balance, 0))} EUR.",
+            errors=[{"field": "amount", "reason":
+                     f"larger than the balance ({cents_str(max(balance, 0))}); this hospital "
+                     "does not accept overpayments"}])
+    created_at = utcnow()
+    values = dict(id=uuid.uuid4(), invoice_id=invoice.id, amount_cents=amount,
+                  paid_on=data.paid_on, method=data.method, reference=data.reference,
+                  actor=actor, created_at=created_at)
+    await repo.insert_payment(values)
+    await repo.add_to_owed(invoice.id, paid=amount)
+    await record(session, "invoice.payment", "invoice", invoice.id,
+                 {"amount": cents_str(amount), "method": data.method}, tenant_id=tenant.id)
+    invoice.paid_cents += amount
+    invoice.version += 1
+    return invoice, values
+
+
+async def get_invoice(session: AsyncSession, tenant_id: uuid.UUID,
+                      invoice_id: uuid.UUID) -> tuple[Invoice, list[InvoiceLine]]:
+    repo = BillingRepository(session, tenant_id)
+    invoice = await repo.get(invoice_id)
+    if invoice is None:
+        raise NotFound("No such invoice.")
+    return invoice, await repo.lines(invoice.id)
