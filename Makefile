@@ -7,7 +7,7 @@ LUXFACT_PORT ?= 8000
 LUXFACT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export LUXFACT_TEST_POSTGRES_URL
 
-.PHONY: run test install lint test-sqlite test-postgres bench clean
+.PHONY: run test install system-tools lint test-sqlite test-postgres bench clean
 
 # Re-install whenever the project's dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -15,7 +15,25 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-tools
+
+# Debian tools the PDF tests drive: zbarimg (QR decoding), pdftotext and pdftoppm.
+# Installed only when missing; without root and apt-get (or sudo) it only warns.
+system-tools:
+	@if command -v zbarimg >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 \
+		&& command -v pdftoppm >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends zbar-tools poppler-utils; \
+	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+		&& sudo -n true 2>/dev/null; then \
+		sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends zbar-tools poppler-utils; \
+	else \
+		echo "!! WARNING: zbarimg/pdftotext/pdftoppm missing and cannot be installed here;"; \
+		echo "!! install the Debian packages zbar-tools and poppler-utils, or the PDF tests skip."; \
+	fi
 
 run: install
 	$(BIN)/luxfact db upgrade

@@ -67,7 +67,7 @@ def routes() -> list[BaseRoute]:
               methods=["GET"]),
         Route(f"{API}/invoices/{{invoice_id}}/reminders", billing_api.send_reminder,
               methods=["POST"]),
-        Route(f"{API}/invoices/{{invoice_id}}/reminders/{{number:int}}",
+        Route(f"{API}/invoices/{{invoice_id}}/reminders/{{number}}",
               billing_api.reminder_pdf, methods=["GET"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),

@@ -169,6 +169,8 @@ async def reminder_pdf(ctx: Ctx) -> Response:
     invoice, _ = await service.get_invoice(ctx.session, ctx.tenant_id,
                                            ctx.path_uuid("invoice_id"))
     number = ctx.request.path_params["number"]
+    if not number.isdigit() or len(number) > 6:
+        raise NotFound("No such reminder.")
     stored = await BillingRepository(ctx.session, ctx.tenant_id).document(
         invoice.id, f"reminder-{number}")
     if stored is None:

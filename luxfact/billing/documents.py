@@ -5,8 +5,10 @@ payments, so the first rendering is the only one and can be served byte for byte
 A reminder is a document of its own, dated, showing the balance on its date.
 """
 
+import asyncio
 import uuid
-from datetime import date
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from luxfact.billing.document import (
 )
 from luxfact.billing.models import Invoice, InvoiceLine
 from luxfact.billing.repository import BillingRepository
+from luxfact.db.engine import Database
 from luxfact.kit.errors import Conflict, NotFound
 from luxfact.kit.money import from_cents
 from luxfact.kit.time import utcnow
@@ -140,3 +143,39 @@ async def send_reminder(session: AsyncSession, tenant: Tenant, invoice_id: uuid.
     await record(session, "invoice.reminder", "invoice", invoice.id,
                  {"reminder": number, "sha256": digest}, tenant_id=tenant.id)
     return number, content, digest, invoice
+
+
+async def render_pending(db: Database, tenant: Tenant, start: datetime, end: datetime,
+                         settings: Settings, advance: Callable[[int], None] = lambda n: None,
+                         batch: int = 64) -> int:
+    """Render and archive every document issued in [start, end) that has no PDF yet.
+
+    One transaction per batch: a batch is read, rendered by the whole pool at once, and
+    stored; an interruption loses at most the batch in hand, and a rerun carries on.
+    """
+    done = 0
+    after: uuid.UUID | None = None
+    while True:
+        async with db.transaction() as session:
+            repo = BillingRepository(session, tenant.id)
+            ids = await repo.issued_in(start, end, without_document=True, limit=batch,
+                                       after=after)
+            if not ids:
+                return done
+            docs = []
+            for invoice_id in ids:
+                invoice = await repo.get(invoice_id)
+                assert invoice is not None
+                docs.append(await build(session, tenant, invoice, await repo.lines(invoice_id),
+                                        settings))
+            rendered = await asyncio.gather(*(
+                rendering.render(doc, settings.invoices_dir, settings.render_workers)
+                for doc in docs))
+            now = utcnow()
+            for invoice_id, (content, digest) in zip(ids, rendered, strict=True):
+                await repo.store_document(invoice_id, "invoice", digest, content, now)
+            await record(session, "invoice.render_batch", "tenant", tenant.id,
+                         {"count": len(ids)}, tenant_id=tenant.id)
+        done += len(ids)
+        after = ids[-1]
+        advance(len(ids))

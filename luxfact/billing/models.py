@@ -35,6 +35,8 @@ class Invoice(SQLModel, table=True):
         Index("ix_invoices_tenant_issued", "tenant_id", "issued_at", "id"),
         Index("ix_invoices_tenant_patient", "tenant_id", "patient_id", "issued_at"),
         Index("ix_invoices_tenant_stay", "tenant_id", "stay_id"),
+        # A credit note finds its invoice's credited lines through this.
+        Index("ix_invoices_tenant_credited", "tenant_id", "credited_invoice_id"),
         Index("ix_invoices_tenant_due", "tenant_id", "doc_type", "due_on"),
         ForeignKeyConstraint(["tenant_id", "stay_id"], ["stays.tenant_id", "stays.id"]),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
@@ -80,6 +82,9 @@ class InvoiceLine(SQLModel, table=True):
     __tablename__ = "invoice_lines"
     __table_args__ = (
         Index("ix_invoice_lines_tenant_act", "tenant_id", "act_id"),
+        # Whether a line was credited: one index probe per line.
+        Index("ix_invoice_lines_tenant_credited", "tenant_id", "credited_invoice_id",
+              "credited_seq"),
         ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.id"]),
     )
 
@@ -99,7 +104,8 @@ class InvoiceLine(SQLModel, table=True):
     insurer_cents: int
     patient_cents: int
     amount_cents: int                         # what this line bills to the invoice's payer
-    # A credit note's line names the line it credits.
+    # A credit note's line names the line it credits: its invoice and its seq.
+    credited_invoice_id: uuid.UUID | None = None
     credited_seq: int | None = None
     pricing: dict[str, Any] = json_field()    # the engine's record and its explanation
 

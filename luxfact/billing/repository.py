@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,12 +23,33 @@ STATUSES = ("open", "partly_paid", "overdue", "paid", "credited", "overpaid")
 
 
 def _credited_line() -> Any:
-    """Whether a line of an invoice was credited by a credit note (correlated)."""
-    note, note_line = aliased(I), aliased(L)
-    return exists().where(
-        note.c.tenant_id == I.c.tenant_id, note.c.credited_invoice_id == I.c.id,
-        note_line.c.tenant_id == note.c.tenant_id, note_line.c.invoice_id == note.c.id,
-        note_line.c.credited_seq == L.c.seq)
+    """Whether a line of an invoice was credited by a credit note (correlated to L)."""
+    note_line = aliased(L)
+    return exists().where(note_line.c.tenant_id == L.c.tenant_id,
+                          note_line.c.credited_invoice_id == L.c.invoice_id,
+                          note_line.c.credited_seq == L.c.seq)
+
+
+# Built once with their values as parameters: compiled once, not on every billing.
+_LINES_OF_INVOICES = L.join(I, and_(I.c.tenant_id == L.c.tenant_id, I.c.id == L.c.invoice_id))
+_LIVE = (I.c.tenant_id == bindparam("tenant_id"), I.c.doc_type == "invoice", ~_credited_line())
+# The invoices first, then their lines by primary key: two steps, so that the plan never
+# depends on statistics (a bulk billing run fills the tables faster than autovacuum
+# analyses them, and a plan made for empty tables scans every line of the hospital).
+INVOICES_OF_STAY = select(I.c.id).where(I.c.tenant_id == bindparam("tenant_id"),
+                                        I.c.stay_id == bindparam("stay_id"),
+                                        I.c.doc_type == "invoice")
+INVOICES_OF_PATIENT = select(I.c.id).where(I.c.tenant_id == bindparam("tenant_id"),
+                                           I.c.patient_id == bindparam("patient_id"),
+                                           I.c.stay_id != bindparam("stay_id"),
+                                           I.c.doc_type == "invoice")
+_OF_INVOICES = (L.c.tenant_id == bindparam("tenant_id"),
+                L.c.invoice_id.in_(bindparam("invoice_ids", expanding=True)),
+                ~_credited_line())
+LIVE_PARTS = select(L.c.act_id, L.c.part, L.c.day, L.c.last_day).where(*_OF_INVOICES)
+PARTICIPATION_DAYS = select(L.c.day, L.c.quantity).where(*_OF_INVOICES, L.c.act_id.is_(None))
+LIVE_LINES_OF_ACTS = (select(L.c.act_id, L.c.invoice_id, L.c.seq).select_from(_LINES_OF_INVOICES)
+                        .where(*_LIVE, L.c.act_id.in_(bindparam("act_ids", expanding=True))))
 
 
 def status_condition(status: str, today: date) -> Any:
@@ -53,16 +74,19 @@ class BillingRepository:
 
     # ----------------------------------------------------------------------- numbering
 
-    async def draw_number(self, series: str, year: int) -> int:
-        """The next number of a series: one upsert that locks the counter row until commit
-        (PostgreSQL) or under the write lock (SQLite), so numbers follow without gaps."""
+    async def draw_numbers(self, series: str, year: int, count: int = 1) -> list[int]:
+        """The next `count` numbers of a series: one upsert that locks the counter row until
+        commit (PostgreSQL) or runs under the write lock (SQLite), so numbers follow without
+        gaps. Callers draw last, just before commit: the lock is held for as short a time."""
         dialect = self.session.bind.dialect.name  # type: ignore[union-attr]
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = builder(N).values(tenant_id=self.tenant_id, series=series, year=year, last=1)
+        statement = builder(N).values(tenant_id=self.tenant_id, series=series, year=year,
+                                      last=count)
         statement = statement.on_conflict_do_update(
             index_elements=[N.c.tenant_id, N.c.series, N.c.year],
-            set_={"last": N.c.last + 1}).returning(N.c.last)
-        return int((await self.session.execute(statement)).scalar_one())
+            set_={"last": N.c.last + count}).returning(N.c.last)
+        last = int((await self.session.execute(statement)).scalar_one())
+        return list(range(last - count + 1, last + 1))
 
     # -------------------------------------------------------------------------- invoices
 
@@ -72,8 +96,9 @@ class BillingRepository:
             query = query.with_for_update()
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
-    async def insert_invoice(self, values: dict[str, Any]) -> None:
-        await self.session.execute(INSERT_INVOICE, {"tenant_id": self.tenant_id, **values})
+    async def insert_invoices(self, rows: list[dict[str, Any]]) -> None:
+        await self.session.execute(INSERT_INVOICE, [{"tenant_id": self.tenant_id, **row}
+                                                    for row in rows])
 
     async def insert_lines(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -103,46 +128,40 @@ class BillingRepository:
 
     async def credited_seqs(self, invoice_id: uuid.UUID) -> set[int]:
         """Lines of an invoice already credited."""
-        note = aliased(I)
-        query = (select(L.c.credited_seq)
-                 .select_from(L.join(note, and_(note.c.tenant_id == L.c.tenant_id,
-                                                note.c.id == L.c.invoice_id)))
-                 .where(note.c.tenant_id == self.tenant_id,
-                        note.c.credited_invoice_id == invoice_id))
+        query = select(L.c.credited_seq).where(L.c.tenant_id == self.tenant_id,
+                                               L.c.credited_invoice_id == invoice_id)
         return {row[0] for row in (await self.session.execute(query)).all()}
 
     async def live_parts(self, stay_id: uuid.UUID) -> list[Row]:
         """Every line of the stay's invoices not credited: (act_id, part, day, last_day)."""
-        query = (select(L.c.act_id, L.c.part, L.c.day, L.c.last_day)
-                 .select_from(L.join(I, and_(I.c.tenant_id == L.c.tenant_id,
-                                             I.c.id == L.c.invoice_id)))
-                 .where(I.c.tenant_id == self.tenant_id, I.c.stay_id == stay_id,
-                        I.c.doc_type == "invoice", ~_credited_line()))
-        return list((await self.session.execute(query)).all())
+        params = {"tenant_id": self.tenant_id, "stay_id": stay_id}
+        ids = list((await self.session.execute(INVOICES_OF_STAY, params)).scalars())
+        if not ids:
+            return []
+        return list((await self.session.execute(
+            LIVE_PARTS, {"tenant_id": self.tenant_id, "invoice_ids": ids})).all())
 
     async def participation_days_by_year(self, patient_id: uuid.UUID,
                                          other_than: uuid.UUID) -> dict[int, int]:
         """Participation days billed (and not credited) in the patient's other stays."""
-        query = (select(L.c.day, L.c.quantity)
-                 .select_from(L.join(I, and_(I.c.tenant_id == L.c.tenant_id,
-                                             I.c.id == L.c.invoice_id)))
-                 .where(I.c.tenant_id == self.tenant_id, I.c.patient_id == patient_id,
-                        I.c.stay_id != other_than, I.c.doc_type == "invoice",
-                        L.c.act_id.is_(None), ~_credited_line()))
         days: dict[int, int] = {}
-        for day, quantity in (await self.session.execute(query)).all():
+        ids = list((await self.session.execute(INVOICES_OF_PATIENT, {
+            "tenant_id": self.tenant_id, "patient_id": patient_id,
+            "stay_id": other_than})).scalars())
+        if not ids:
+            return days
+        for day, quantity in (await self.session.execute(PARTICIPATION_DAYS, {
+                "tenant_id": self.tenant_id, "invoice_ids": ids})).all():
             days[day.year] = days.get(day.year, 0) + quantity
         return days
 
-    async def acts_with_live_lines(self, act_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    async def live_lines_of_acts(self, act_ids: list[uuid.UUID]) -> list[Row]:
+        """(act_id, invoice_id, seq) of every live invoice line of these acts."""
         if not act_ids:
-            return set()
-        query = (select(L.c.act_id).distinct()
-                 .select_from(L.join(I, and_(I.c.tenant_id == L.c.tenant_id,
-                                             I.c.id == L.c.invoice_id)))
-                 .where(I.c.tenant_id == self.tenant_id, I.c.doc_type == "invoice",
-                        L.c.act_id.in_(act_ids), ~_credited_line()))
-        return {row[0] for row in (await self.session.execute(query)).all()}
+            return []
+        rows = await self.session.execute(LIVE_LINES_OF_ACTS, {"tenant_id": self.tenant_id,
+                                                               "act_ids": act_ids})
+        return list(rows.all())
 
     async def add_to_owed(self, invoice_id: uuid.UUID, *, paid: int = 0, credited: int = 0) -> None:
         await self.session.execute(

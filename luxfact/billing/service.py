@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,8 +31,6 @@ from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import pricing
 from luxfact.tariffs import service as tariffs
 from luxfact.tenancy.models import Tenant
-
-SERIES = {"invoice": "invoice", "credit_note": "credit_note"}
 
 
 def today() -> date:
@@ -57,7 +56,8 @@ def invoice_status(invoice: Invoice, on: date) -> str:
     return "partly_paid" if invoice.paid_cents else "open"
 
 
-def line_out(line: InvoiceLine | splitting.DraftLine, seq: int) -> InvoiceLineOut:
+def line_out(line: Any, seq: int) -> InvoiceLineOut:
+    """A stored line (a row, or a just-written one) or a dry run's draft line."""
     if isinstance(line, splitting.DraftLine):
         cents = {name: to_cents(getattr(line, name))
                  for name in ("unit_price", "gross", "insurer", "patient", "amount")}
@@ -74,7 +74,7 @@ def line_out(line: InvoiceLine | splitting.DraftLine, seq: int) -> InvoiceLineOu
         **{name: cents_str(value) for name, value in cents.items()})
 
 
-def invoice_out(invoice: Invoice, lines: list[InvoiceLine], on: date) -> InvoiceOut:
+def invoice_out(invoice: Invoice, lines: list[Any], on: date) -> InvoiceOut:
     balance = invoice.total_cents - invoice.credited_cents - invoice.paid_cents
     return InvoiceOut(
         id=invoice.id, number=invoice.number, doc_type=invoice.doc_type,  # type: ignore[arg-type]
@@ -97,7 +97,7 @@ def invoice_out(invoice: Invoice, lines: list[InvoiceLine], on: date) -> Invoice
 @dataclass
 class Issued:
     stay: Stay
-    invoices: list[tuple[Invoice, list[InvoiceLine]]]
+    invoices: list[tuple[Invoice, list[Any]]]
 
 
 @dataclass
@@ -145,18 +145,17 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
     billing = data.kind
     if data.dry_run:
         return Draft(stay, drafts, languages, billing)
-    issued = []
     issued_at = utcnow()
     terms = int(tenant.config.get("invoices", {}).get("payment_terms_days", 30))
-    for draft in drafts:
-        invoice, rows = await _issue(repo, tenant, stay, draft, billing,
-                                     languages[draft.kind], issued_at, terms, actor)
-        issued.append((invoice, rows))
+    issued = [_prepare(tenant, stay, draft, billing, languages[draft.kind], issued_at, terms,
+                       actor) for draft in drafts]
     await _lock_billed_acts(session, tenant_id, issued)
     if data.kind == "final" and not _left_to_bill(acts, issued, billed):
         await StayRepository(session, tenant_id).update_stay(stay.id, {"state": "closed",
                                                                        "updated_at": issued_at})
         stay.state = "closed"
+    # Numbers last: the counter row stays locked from here to the commit.
+    await _number_and_insert(repo, tenant, "invoice", issued)
     return Issued(stay, issued)
 
 
@@ -232,32 +231,51 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
             errors=errors) from None
 
 
-async def _issue(repo: BillingRepository, tenant: Tenant, stay: Stay,
-                 draft: splitting.DraftInvoice, billing: str, language: str,
-                 issued_at: datetime, terms: int, actor: str) -> tuple[Invoice, list[InvoiceLine]]:
+def _prepare(tenant: Tenant, stay: Stay, draft: splitting.DraftInvoice, billing: str,
+             language: str, issued_at: datetime, terms: int,
+             actor: str) -> tuple[Invoice, list[Any]]:
+    """An invoice ready to insert, but for its number (drawn by `_number_and_insert`)."""
     issued_on = issued_at.astimezone(LUXEMBOURG).date()
-    year = issued_on.year
-    seq = await repo.draw_number("invoice", year)
-    number = tenant.invoice_number_pattern.format(year=year, seq=seq)
     period_from, period_to = draft.period
-    values = dict(
-        id=uuid.uuid4(), doc_type="invoice", kind=draft.kind, payer=draft.payer,
-        coverage_id=draft.coverage_id, billing=billing, stay_id=stay.id,
-        patient_id=stay.patient_id, number=number, year=year, seq=seq, issued_at=issued_at,
-        issued_on=issued_on, due_on=issued_on + timedelta(days=terms),
+    invoice_id = uuid.uuid4()
+    invoice = Invoice(
+        tenant_id=tenant.id, id=invoice_id, doc_type="invoice", kind=draft.kind,
+        payer=draft.payer, coverage_id=draft.coverage_id, billing=billing, stay_id=stay.id,
+        patient_id=stay.patient_id, number="", year=issued_on.year, seq=0,
+        issued_at=issued_at, issued_on=issued_on, due_on=issued_on + timedelta(days=terms),
         period_from=period_from, period_to=period_to, language=language, currency="EUR",
         total_cents=to_cents(draft.total), gross_cents=to_cents(draft.gross),
-        credited_invoice_id=None, reason="", reference=creditor_reference(number),
-        paid_cents=0, credited_cents=0, actor=actor, version=1, created_at=issued_at)
-    await repo.insert_invoice(values)
-    rows = [_line_row(values["id"], n, line) for n, line in enumerate(draft.lines, 1)]
-    await repo.insert_lines(rows)
-    await record(repo.session, "invoice.issue", "invoice", values["id"],
-                 {"number": number, "kind": draft.kind, "payer": draft.payer,
-                  "total": cents_str(values["total_cents"]), "stay": str(stay.id)},
-                 tenant_id=tenant.id)
-    invoice = Invoice(tenant_id=tenant.id, **values)
-    return invoice, [InvoiceLine(tenant_id=tenant.id, **row) for row in rows]
+        credited_invoice_id=None, reason="", reference="", paid_cents=0, credited_cents=0,
+        actor=actor, version=1, created_at=issued_at)
+    rows = [_line_row(invoice_id, n, line) for n, line in enumerate(draft.lines, 1)]
+    return invoice, [SimpleNamespace(**row) for row in rows]
+
+
+INVOICE_COLUMNS = tuple(Invoice.__table__.columns.keys())  # type: ignore[attr-defined]
+
+
+async def _number_and_insert(repo: BillingRepository, tenant: Tenant, series: str,
+                             issued: list[tuple[Invoice, list[Any]]]) -> None:
+    """Draw the documents' numbers as one block, then write them with their lines."""
+    pattern = (tenant.invoice_number_pattern if series == "invoice"
+               else tenant.credit_note_number_pattern)
+    year = issued[0][0].year
+    seqs = await repo.draw_numbers(series, year, len(issued))
+    for (invoice, _lines), seq in zip(issued, seqs, strict=True):
+        invoice.seq = seq
+        invoice.number = pattern.format(year=year, seq=seq)
+        invoice.reference = creditor_reference(invoice.number)
+    await repo.insert_invoices([{name: getattr(invoice, name) for name in INVOICE_COLUMNS
+                                 if name != "tenant_id"} for invoice, _lines in issued])
+    await repo.insert_lines([vars(line) for _invoice, lines in issued for line in lines])
+    for invoice, _lines in issued:
+        action = "invoice.issue" if series == "invoice" else "invoice.credit"
+        await record(repo.session, action, "invoice", invoice.id,
+                     {"number": invoice.number, "kind": invoice.kind, "payer": invoice.payer,
+                      "total": cents_str(invoice.total_cents), "stay": str(invoice.stay_id),
+                      **({"credits": str(invoice.credited_invoice_id),
+                          "reason": invoice.reason} if series != "invoice" else {})},
+                     tenant_id=tenant.id)
 
 
 def _line_row(invoice_id: uuid.UUID, seq: int, line: splitting.DraftLine,
@@ -270,11 +288,11 @@ def _line_row(invoice_id: uuid.UUID, seq: int, line: splitting.DraftLine,
         quantity=line.quantity, unit_price_cents=to_cents(line.unit_price),
         gross_cents=to_cents(line.gross), insurer_cents=to_cents(line.insurer),
         patient_cents=to_cents(line.patient), amount_cents=to_cents(line.amount),
-        credited_seq=credited_seq, pricing=line.pricing)
+        credited_invoice_id=None, credited_seq=credited_seq, pricing=line.pricing)
 
 
 async def _lock_billed_acts(session: AsyncSession, tenant_id: uuid.UUID,
-                            issued: list[tuple[Invoice, list[InvoiceLine]]]) -> None:
+                            issued: list[tuple[Invoice, list[Any]]]) -> None:
     """Acts on an issued invoice are locked: state `invoiced`, pointing at the first invoice
     (insurer first) that bills them."""
     first: dict[uuid.UUID, uuid.UUID] = {}
@@ -290,7 +308,7 @@ async def _lock_billed_acts(session: AsyncSession, tenant_id: uuid.UUID,
         await stays.set_acts_state(act_ids, "invoiced", invoice_id)
 
 
-def _left_to_bill(acts: list[Act], issued: list[tuple[Invoice, list[InvoiceLine]]],
+def _left_to_bill(acts: list[Act], issued: list[tuple[Invoice, list[Any]]],
                   billed: set[tuple[str, str]]) -> bool:
     """Whether an act of the stay is on no invoice at all after this billing."""
     on_invoice = {act_id for act_id, _part in billed}
@@ -321,7 +339,7 @@ def draft_out(draft: Draft) -> list[InvoiceOut]:
 
 
 async def credit(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID,
-                 data: CreditNoteIn, actor: str) -> tuple[Invoice, list[InvoiceLine]]:
+                 data: CreditNoteIn, actor: str) -> tuple[Invoice, list[Any]]:
     """A credit note for chosen lines (or every line left); the acts are released."""
     repo = BillingRepository(session, tenant.id)
     original = await repo.get(invoice_id, lock=True)
@@ -350,48 +368,43 @@ async def credit(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID,
         chosen = [by_seq[n] for n in sorted(set(data.lines))]
     issued_at = utcnow()
     issued_on = issued_at.astimezone(LUXEMBOURG).date()
-    seq = await repo.draw_number("credit_note", issued_on.year)
-    number = tenant.credit_note_number_pattern.format(year=issued_on.year, seq=seq)
-    total = sum(line.amount_cents for line in chosen)
-    values = dict(
-        id=uuid.uuid4(), doc_type="credit_note", kind=original.kind, payer=original.payer,
-        coverage_id=original.coverage_id, billing=original.billing, stay_id=original.stay_id,
-        patient_id=original.patient_id, number=number, year=issued_on.year, seq=seq,
-        issued_at=issued_at, issued_on=issued_on, due_on=None,
+    note = Invoice(
+        tenant_id=tenant.id, id=uuid.uuid4(), doc_type="credit_note", kind=original.kind,
+        payer=original.payer, coverage_id=original.coverage_id, billing=original.billing,
+        stay_id=original.stay_id, patient_id=original.patient_id, number="",
+        year=issued_on.year, seq=0, issued_at=issued_at, issued_on=issued_on, due_on=None,
         period_from=min(line.day for line in chosen),
         period_to=max(line.last_day for line in chosen), language=original.language,
-        currency=original.currency, total_cents=total,
+        currency=original.currency, total_cents=sum(line.amount_cents for line in chosen),
         gross_cents=sum(line.gross_cents for line in chosen),
-        credited_invoice_id=original.id, reason=data.reason,
-        reference=creditor_reference(number), paid_cents=0, credited_cents=0, actor=actor,
-        version=1, created_at=issued_at)
-    await repo.insert_invoice(values)
+        credited_invoice_id=original.id, reason=data.reason, reference="", paid_cents=0,
+        credited_cents=0, actor=actor, version=1, created_at=issued_at)
     rows = []
     for n, line in enumerate(chosen, 1):
         row = {name: getattr(line, name) for name in (
             "act_id", "part", "code", "label_fr", "label_de", "day", "last_day", "quantity",
             "unit_price_cents", "gross_cents", "insurer_cents", "patient_cents",
             "amount_cents", "pricing")}
-        rows.append({**row, "invoice_id": values["id"], "seq": n, "credited_seq": line.seq})
-    await repo.insert_lines(rows)
-    await repo.add_to_owed(original.id, credited=total)
-    await _release_acts(session, tenant.id, [line.act_id for line in chosen if line.act_id])
+        rows.append(SimpleNamespace(**row, invoice_id=note.id, seq=n,
+                                    credited_invoice_id=original.id, credited_seq=line.seq))
+    await repo.add_to_owed(original.id, credited=note.total_cents)
+    await _release_acts(session, tenant.id, original.id, chosen)
     stays = StayRepository(session, tenant.id)
     stay = await stays.get(original.stay_id, lock=True)
     if stay is not None and stay.state == "closed":
         await stays.update_stay(stay.id, {"state": "discharged", "updated_at": issued_at})
-    await record(session, "invoice.credit", "invoice", values["id"],
-                 {"number": number, "credits": original.number,
-                  "lines": [line.seq for line in chosen], "total": cents_str(total),
-                  "reason": data.reason}, tenant_id=tenant.id)
-    note = Invoice(tenant_id=tenant.id, **values)
-    return note, [InvoiceLine(tenant_id=tenant.id, **row) for row in rows]
+    await _number_and_insert(repo, tenant, "credit_note", [(note, rows)])
+    return note, rows
 
 
-async def _release_acts(session: AsyncSession, tenant_id: uuid.UUID,
-                        act_ids: list[uuid.UUID]) -> None:
-    """Acts with no line left on a live invoice can be corrected and billed again."""
-    still = await BillingRepository(session, tenant_id).acts_with_live_lines(act_ids)
+async def _release_acts(session: AsyncSession, tenant_id: uuid.UUID, invoice_id: uuid.UUID,
+                        credited: list[Any]) -> None:
+    """Acts with no line left on a live invoice (once these lines are credited) can be
+    corrected and billed again."""
+    act_ids = sorted({line.act_id for line in credited if line.act_id})
+    going = {(invoice_id, line.seq) for line in credited}
+    live = await BillingRepository(session, tenant_id).live_lines_of_acts(act_ids)
+    still = {row.act_id for row in live if (row.invoice_id, row.seq) not in going}
     free = sorted(set(act_ids) - still)
     await StayRepository(session, tenant_id).set_acts_state(free, "recorded", None)
 

@@ -1,5 +1,6 @@
 """Billing a stay over the API: dry run, issue, numbering, credit notes, payments, statuses."""
 
+import random
 import uuid
 from datetime import date, timedelta
 
@@ -15,6 +16,8 @@ from luxfact.kit import context
 from luxfact.stays.models import Act
 from luxfact.tenancy.repository import TenantRepository
 from tests.conftest import Hospital, Hospitals
+from tests.patients.test_api import create as create_patient
+from tests.patients.test_api import new_matricule
 from tests.stays.test_api import act, admit, move
 
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -25,7 +28,11 @@ DISCHARGED = "2026-03-05T11:00:00+01:00"
 async def stay_with_acts(client: httpx.AsyncClient, hospital: Hospital, *,
                          discharge: bool = True, **overrides: object) -> dict:
     """An inpatient stay of 3 days with a doctor's visit, nursing care and a single room."""
-    stay = await admit(client, hospital, **overrides)
+    # Birth dates spread over 20 years: a matricule has 1,000 serials per birth date.
+    birth = date(1960, 1, 1) + timedelta(days=random.randrange(7300))
+    patient = await create_patient(client, hospital, birth_date=birth.isoformat(),
+                                   matricule=new_matricule(birth.strftime("%Y%m%d")))
+    stay = await admit(client, hospital, patient=patient, **overrides)
     for body in ({"code": "V1", "performer": "12345678"}, {"code": "N101"},
                  {"code": "CP1", "performed_at": "2026-03-03T10:00:00+01:00"}):
         assert (await act(client, hospital, stay, **body)).status_code == 201
@@ -127,14 +134,13 @@ async def test_a_number_drawn_by_a_failed_issue_is_not_lost(
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(service, "_lock_billed_acts", fail)
-    with context.tenant_scope(hospitals.a.id, actor="test"):
-        with pytest.raises(RuntimeError):
-            async with owner_db.transaction() as session:
-                tenant = await TenantRepository(session).by_id(hospitals.a.id)
-                assert tenant is not None
-                issued = await service.bill_stay(session, tenant, uuid.UUID(stay["id"]),
-                                                 BillIn(kind="final"), "test")
-                drawn = [inv.number for inv, _lines in issued.invoices]  # type: ignore[union-attr]
+    with context.tenant_scope(hospitals.a.id, actor="test"), pytest.raises(RuntimeError):
+        async with owner_db.transaction() as session:
+            tenant = await TenantRepository(session).by_id(hospitals.a.id)
+            assert tenant is not None
+            issued = await service.bill_stay(session, tenant, uuid.UUID(stay["id"]),
+                                             BillIn(kind="final"), "test")
+            drawn = [inv.number for inv, _lines in issued.invoices]  # type: ignore[union-attr]
     monkeypatch.undo()
     assert await invoices_of(client, hospitals.a, stay) == []
     year = date.today().year

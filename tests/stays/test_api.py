@@ -15,8 +15,9 @@ pytestmark = pytest.mark.usefixtures("catalogue")
 ADMITTED = "2026-03-02T08:00:00+01:00"
 
 
-async def admit(client: httpx.AsyncClient, hospital: Hospital, **overrides: object) -> dict:
-    patient = await create_patient(client, hospital)
+async def admit(client: httpx.AsyncClient, hospital: Hospital, *, patient: dict | None = None,
+                **overrides: object) -> dict:
+    patient = patient or await create_patient(client, hospital)
     coverage = await client.post(f"/api/v1/patients/{patient['id']}/coverages", json={
         "kind": "statutory", "payer": "CNS", "valid_from": "2020-01-01"},
         headers=hospital.auth(Role.clerk))

@@ -75,6 +75,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_invoices_tenant_issued', ['tenant_id', 'issued_at', 'id'], unique=False)
         batch_op.create_index('ix_invoices_tenant_patient', ['tenant_id', 'patient_id', 'issued_at'], unique=False)
         batch_op.create_index('ix_invoices_tenant_stay', ['tenant_id', 'stay_id'], unique=False)
+        batch_op.create_index('ix_invoices_tenant_credited', ['tenant_id', 'credited_invoice_id'], unique=False)
 
     op.create_table('invoice_documents',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -105,6 +106,7 @@ def upgrade() -> None:
     sa.Column('insurer_cents', sa.Integer(), nullable=False),
     sa.Column('patient_cents', sa.Integer(), nullable=False),
     sa.Column('amount_cents', sa.Integer(), nullable=False),
+    sa.Column('credited_invoice_id', sa.Uuid(), nullable=True),
     sa.Column('credited_seq', sa.Integer(), nullable=True),
     sa.Column('pricing', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id', 'invoice_id'], ['invoices.tenant_id', 'invoices.id'], name=op.f('fk_invoice_lines_tenant_id_invoice_id_invoices')),
@@ -113,6 +115,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
         batch_op.create_index('ix_invoice_lines_tenant_act', ['tenant_id', 'act_id'], unique=False)
+        batch_op.create_index('ix_invoice_lines_tenant_credited', ['tenant_id', 'credited_invoice_id', 'credited_seq'], unique=False)
 
     op.create_table('payments',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -147,11 +150,13 @@ def downgrade() -> None:
     op.drop_table('payments')
     with op.batch_alter_table('invoice_lines', schema=None) as batch_op:
         batch_op.drop_index('ix_invoice_lines_tenant_act')
+        batch_op.drop_index('ix_invoice_lines_tenant_credited')
 
     op.drop_table('invoice_lines')
     op.drop_table('invoice_documents')
     with op.batch_alter_table('invoices', schema=None) as batch_op:
         batch_op.drop_index('ix_invoices_tenant_stay')
+        batch_op.drop_index('ix_invoices_tenant_credited')
         batch_op.drop_index('ix_invoices_tenant_patient')
         batch_op.drop_index('ix_invoices_tenant_issued')
         batch_op.drop_index('ix_invoices_tenant_due')
