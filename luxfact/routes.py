@@ -12,6 +12,7 @@ from luxfact.health import api as health_api
 from luxfact.patients import api as patients_api
 from luxfact.stays import api as stays_api
 from luxfact.tariffs import api as tariffs_api
+from luxfact.tenancy import api as tenancy_api
 from luxfact.web import apidocs
 
 STATIC = Path(__file__).resolve().parent / "web" / "static"
@@ -27,6 +28,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/docs", apidocs.reference, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route(f"{API}/audit-events", audit_api.list_audit_events, methods=["GET"]),
+        Route(f"{API}/tenant", tenancy_api.get_tenant, methods=["GET"]),
         Route(f"{API}/api-keys", auth_api.list_api_keys, methods=["GET"]),
         Route(f"{API}/api-keys", auth_api.create_api_key, methods=["POST"]),
         Route(f"{API}/api-keys/{{key_id}}/revoke", auth_api.revoke_api_key, methods=["POST"]),

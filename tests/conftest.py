@@ -152,10 +152,10 @@ class Hospitals:
     b: Hospital
 
 
-async def make_hospital(db: Database, prefix: str = "h") -> Hospital:
+async def make_hospital(db: Database, prefix: str = "h", **overrides: object) -> Hospital:
     slug = f"{prefix}-{uuid.uuid4().hex[:10]}"
     async with db.transaction() as session:
-        await sync_tenants(session, [tenant_file(slug)])
+        await sync_tenants(session, [tenant_file(slug, **overrides)])
         tenant = await TenantRepository(session).by_slug(slug)
     assert tenant is not None
     hospital = Hospital(slug, tenant.id)

@@ -32,3 +32,16 @@ async def record(
         "tenant_id": tenant, "id": uuid.uuid4(), "at": utcnow(), "actor": info.actor or "system",
         "action": action, "object_type": object_type, "object_id": str(object_id),
         "request_id": info.request_id, "details": details or {}})
+
+
+async def record_many(session: AsyncSession, events: list[tuple[str, str, uuid.UUID | str,
+                                                                 dict[str, Any]]],
+                      *, tenant_id: uuid.UUID) -> None:
+    """Several events of one request as one statement: (action, type, id, details) each."""
+    info = context.current()
+    at = utcnow()
+    await session.execute(INSERT, [
+        {"tenant_id": tenant_id, "id": uuid.uuid4(), "at": at, "actor": info.actor or "system",
+         "action": action, "object_type": object_type, "object_id": str(object_id),
+         "request_id": info.request_id, "details": details}
+        for action, object_type, object_id, details in events])

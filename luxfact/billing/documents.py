@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -57,14 +58,39 @@ def hospital_of(tenant: Tenant, tenants_dir: Path) -> Hospital:
 async def build(session: AsyncSession, tenant: Tenant, invoice: Invoice,
                 lines: list[InvoiceLine], settings: Settings, *,
                 reminder_on: date | None = None) -> InvoiceDocument:
-    patient = await PatientRepository(session, tenant.id).get(invoice.patient_id)
-    stay = await StayRepository(session, tenant.id).get(invoice.stay_id)
-    if patient is None or stay is None:
+    patient = (await PatientRepository(session, tenant.id).many([invoice.patient_id]))
+    stay = (await StayRepository(session, tenant.id).many([invoice.stay_id]))
+    if invoice.patient_id not in patient or invoice.stay_id not in stay:
         raise NotFound("The invoice's patient or stay is missing.")
-    credited = None
-    if invoice.credited_invoice_id:
-        original = await BillingRepository(session, tenant.id).get(invoice.credited_invoice_id)
-        credited = original.number if original else None
+    credited = await BillingRepository(session, tenant.id).numbers(
+        [invoice.credited_invoice_id] if invoice.credited_invoice_id else [])
+    return assemble(invoice, lines, patient[invoice.patient_id], stay[invoice.stay_id],
+                    hospital_of(tenant, settings.tenants_dir),
+                    credited.get(invoice.credited_invoice_id), reminder_on)  # type: ignore[arg-type]
+
+
+async def build_many(session: AsyncSession, tenant: Tenant, invoice_ids: list[uuid.UUID],
+                     settings: Settings) -> list[tuple[Invoice, InvoiceDocument]]:
+    """The documents of several invoices, with one query per table, not per invoice."""
+    repo = BillingRepository(session, tenant.id)
+    invoices = await repo.many(invoice_ids)
+    lines = await repo.lines_of([inv.id for inv in invoices])
+    patients = await PatientRepository(session, tenant.id).many(
+        sorted({inv.patient_id for inv in invoices}))
+    stays = await StayRepository(session, tenant.id).many(sorted({inv.stay_id for inv in invoices}))
+    credited = await repo.numbers(sorted({inv.credited_invoice_id for inv in invoices
+                                          if inv.credited_invoice_id}))
+    hospital = hospital_of(tenant, settings.tenants_dir)
+    return [(inv, assemble(inv, lines.get(inv.id, []), patients[inv.patient_id],
+                           stays[inv.stay_id], hospital,
+                           credited.get(inv.credited_invoice_id)))  # type: ignore[arg-type]
+            for inv in invoices]
+
+
+def assemble(invoice: Invoice, lines: list[InvoiceLine], patient: Any, stay: Any,
+             hospital: Hospital, credited: str | None,
+             reminder_on: date | None = None) -> InvoiceDocument:
+    """The document of an invoice from its rows: no I/O."""
     language = invoice.language if invoice.language in ("fr", "de", "en") else "fr"
     total = from_cents(invoice.total_cents)
     if reminder_on is not None:
@@ -85,7 +111,7 @@ async def build(session: AsyncSession, tenant: Tenant, invoice: Invoice,
         kind="reminder" if reminder_on else invoice.doc_type,  # type: ignore[arg-type]
         language=language,  # type: ignore[arg-type]
         number=invoice.number, issued_on=invoice.issued_on, due_on=invoice.due_on,
-        hospital=hospital_of(tenant, settings.tenants_dir),
+        hospital=hospital,
         patient=Address(name, patient.street, patient.postal_code, patient.city,
                         patient.country),
         patient_birth_date=patient.birth_date,
@@ -150,32 +176,35 @@ async def render_pending(db: Database, tenant: Tenant, start: datetime, end: dat
                          batch: int = 64) -> int:
     """Render and archive every document issued in [start, end) that has no PDF yet.
 
-    One transaction per batch: a batch is read, rendered by the whole pool at once, and
-    stored; an interruption loses at most the batch in hand, and a rerun carries on.
+    A pipeline: while the pool renders one batch, the next one is read; each batch is
+    stored in a transaction of its own, so an interruption loses at most the batches in
+    hand, and a rerun carries on where this one stopped.
     """
     done = 0
     after: uuid.UUID | None = None
+    in_hand: list[tuple[uuid.UUID, asyncio.Future[tuple[bytes, str]]]] = []
     while True:
         async with db.transaction() as session:
-            repo = BillingRepository(session, tenant.id)
-            ids = await repo.issued_in(start, end, without_document=True, limit=batch,
-                                       after=after)
-            if not ids:
-                return done
-            docs = []
-            for invoice_id in ids:
-                invoice = await repo.get(invoice_id)
-                assert invoice is not None
-                docs.append(await build(session, tenant, invoice, await repo.lines(invoice_id),
-                                        settings))
-            rendered = await asyncio.gather(*(
-                rendering.render(doc, settings.invoices_dir, settings.render_workers)
-                for doc in docs))
-            now = utcnow()
-            for invoice_id, (content, digest) in zip(ids, rendered, strict=True):
-                await repo.store_document(invoice_id, "invoice", digest, content, now)
-            await record(session, "invoice.render_batch", "tenant", tenant.id,
-                         {"count": len(ids)}, tenant_id=tenant.id)
-        done += len(ids)
-        after = ids[-1]
-        advance(len(ids))
+            ids = await BillingRepository(session, tenant.id).issued_in(
+                start, end, without_document=True, limit=batch, after=after)
+            built = await build_many(session, tenant, ids, settings) if ids else []
+        rendering_now = [(invoice.id, asyncio.ensure_future(rendering.render(
+            doc, settings.invoices_dir, settings.render_workers))) for invoice, doc in built]
+        if in_hand:
+            done += await _store(db, tenant, in_hand)
+            advance(len(in_hand))
+        if not ids:
+            return done
+        in_hand, after = rendering_now, ids[-1]
+
+
+async def _store(db: Database, tenant: Tenant,
+                 rendered: list[tuple[uuid.UUID, "asyncio.Future[tuple[bytes, str]]"]]) -> int:
+    results = [(invoice_id, *(await future)) for invoice_id, future in rendered]
+    async with db.transaction() as session:
+        await BillingRepository(session, tenant.id).store_documents(
+            [(invoice_id, "invoice", digest, content) for invoice_id, content, digest in results],
+            utcnow())
+        await record(session, "invoice.render_batch", "tenant", tenant.id,
+                     {"count": len(results)}, tenant_id=tenant.id)
+    return len(results)

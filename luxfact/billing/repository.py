@@ -67,6 +67,20 @@ def status_condition(status: str, today: date) -> Any:
     }[status]
 
 
+_DRAW: dict[str, Any] = {}
+
+
+def _draw_statement(dialect: str) -> Any:
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # In an INSERT, a parameter may not be named after a column: hence the b_ prefix.
+    statement = builder(N).values(tenant_id=bindparam("b_tenant_id"),
+                                  series=bindparam("b_series"), year=bindparam("b_year"),
+                                  last=bindparam("count"))
+    return statement.on_conflict_do_update(
+        index_elements=[N.c.tenant_id, N.c.series, N.c.year],
+        set_={"last": N.c.last + bindparam("count")}).returning(N.c.last)
+
+
 class BillingRepository:
     def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
         self.session = session
@@ -78,14 +92,13 @@ class BillingRepository:
         """The next `count` numbers of a series: one upsert that locks the counter row until
         commit (PostgreSQL) or runs under the write lock (SQLite), so numbers follow without
         gaps. Callers draw last, just before commit: the lock is held for as short a time."""
-        dialect = self.session.bind.dialect.name  # type: ignore[union-attr]
-        builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = builder(N).values(tenant_id=self.tenant_id, series=series, year=year,
-                                      last=count)
-        statement = statement.on_conflict_do_update(
-            index_elements=[N.c.tenant_id, N.c.series, N.c.year],
-            set_={"last": N.c.last + count}).returning(N.c.last)
-        last = int((await self.session.execute(statement)).scalar_one())
+        statement = _DRAW.get(self.session.bind.dialect.name)  # type: ignore[union-attr]
+        if statement is None:
+            statement = _DRAW[self.session.bind.dialect.name] = _draw_statement(  # type: ignore[union-attr]
+                self.session.bind.dialect.name)  # type: ignore[union-attr]
+        last = int((await self.session.execute(statement, {
+            "b_tenant_id": self.tenant_id, "b_series": series, "b_year": year, "count": count,
+        })).scalar_one())
         return list(range(last - count + 1, last + 1))
 
     # -------------------------------------------------------------------------- invoices
@@ -104,6 +117,18 @@ class BillingRepository:
         if rows:
             await self.session.execute(INSERT_LINE, [{"tenant_id": self.tenant_id, **row}
                                                      for row in rows])
+
+    async def many(self, invoice_ids: list[uuid.UUID]) -> list[Invoice]:
+        query = fresh(Invoice).where(I.c.tenant_id == self.tenant_id,
+                                     I.c.id.in_(invoice_ids)).order_by(I.c.id)
+        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+
+    async def numbers(self, invoice_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        if not invoice_ids:
+            return {}
+        rows = await self.session.execute(select(I.c.id, I.c.number).where(
+            I.c.tenant_id == self.tenant_id, I.c.id.in_(invoice_ids)))
+        return {row.id: row.number for row in rows.all()}
 
     async def lines(self, invoice_id: uuid.UUID) -> list[InvoiceLine]:
         query = fresh(InvoiceLine).where(L.c.tenant_id == self.tenant_id,
@@ -230,13 +255,20 @@ class BillingRepository:
     async def store_document(self, invoice_id: uuid.UUID, kind: str, sha256: str,
                              content: bytes, created_at: datetime) -> None:
         """Store a rendered document unless one is there already (the first one stays)."""
+        await self.store_documents([(invoice_id, kind, sha256, content)], created_at)
+
+    async def store_documents(self, documents: list[tuple[uuid.UUID, str, str, bytes]],
+                              created_at: datetime) -> None:
+        """(invoice id, kind, sha256, content) of each, in one statement."""
         dialect = self.session.bind.dialect.name  # type: ignore[union-attr]
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = builder(D).values(
-            tenant_id=self.tenant_id, invoice_id=invoice_id, kind=kind, sha256=sha256,
-            size=len(content), content=content, created_at=created_at,
-        ).on_conflict_do_nothing(index_elements=[D.c.tenant_id, D.c.invoice_id, D.c.kind])
-        await self.session.execute(statement)
+        statement = builder(D).on_conflict_do_nothing(
+            index_elements=[D.c.tenant_id, D.c.invoice_id, D.c.kind])
+        await self.session.execute(statement, [
+            {"tenant_id": self.tenant_id, "invoice_id": invoice_id, "kind": kind,
+             "sha256": sha256, "size": len(content), "content": content,
+             "created_at": created_at}
+            for invoice_id, kind, sha256, content in documents])
 
     async def count_documents(self) -> int:
         query = select(func.count()).select_from(D).where(D.c.tenant_id == self.tenant_id)

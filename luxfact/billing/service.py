@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.audit.service import record
+from luxfact.audit.service import record, record_many
 from luxfact.billing import split as splitting
 from luxfact.billing.models import Invoice, InvoiceLine
 from luxfact.billing.reference import creditor_reference
@@ -151,8 +151,7 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
                        actor) for draft in drafts]
     await _lock_billed_acts(session, tenant_id, issued)
     if data.kind == "final" and not _left_to_bill(acts, issued, billed):
-        await StayRepository(session, tenant_id).update_stay(stay.id, {"state": "closed",
-                                                                       "updated_at": issued_at})
+        await StayRepository(session, tenant_id).set_state(stay.id, "closed", issued_at)
         stay.state = "closed"
     # Numbers last: the counter row stays locked from here to the commit.
     await _number_and_insert(repo, tenant, "invoice", issued)
@@ -268,14 +267,14 @@ async def _number_and_insert(repo: BillingRepository, tenant: Tenant, series: st
     await repo.insert_invoices([{name: getattr(invoice, name) for name in INVOICE_COLUMNS
                                  if name != "tenant_id"} for invoice, _lines in issued])
     await repo.insert_lines([vars(line) for _invoice, lines in issued for line in lines])
-    for invoice, _lines in issued:
-        action = "invoice.issue" if series == "invoice" else "invoice.credit"
-        await record(repo.session, action, "invoice", invoice.id,
-                     {"number": invoice.number, "kind": invoice.kind, "payer": invoice.payer,
-                      "total": cents_str(invoice.total_cents), "stay": str(invoice.stay_id),
-                      **({"credits": str(invoice.credited_invoice_id),
-                          "reason": invoice.reason} if series != "invoice" else {})},
-                     tenant_id=tenant.id)
+    action = "invoice.issue" if series == "invoice" else "invoice.credit"
+    await record_many(repo.session, [
+        (action, "invoice", invoice.id,
+         {"number": invoice.number, "kind": invoice.kind, "payer": invoice.payer,
+          "total": cents_str(invoice.total_cents), "stay": str(invoice.stay_id),
+          **({"credits": str(invoice.credited_invoice_id), "reason": invoice.reason}
+             if series != "invoice" else {})})
+        for invoice, _lines in issued], tenant_id=tenant.id)
 
 
 def _line_row(invoice_id: uuid.UUID, seq: int, line: splitting.DraftLine,

@@ -33,3 +33,7 @@ def sync(
 
     for line in run(_sync()):
         console.print(line)
+    for tenant_config in configs:
+        if not tenant_config.data.iban:
+            err.print(f"warning: {tenant_config.slug} has no IBAN: its invoices carry no bank "
+                      "details and no payment QR code")

@@ -4,7 +4,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.db.queries import fresh
@@ -15,6 +15,17 @@ from luxfact.patients.search import SearchTerms, deletion_keys, name_keys, prefi
 P = Patient.__table__  # type: ignore[attr-defined]
 K = PatientNameKey.__table__  # type: ignore[attr-defined]
 C = Coverage.__table__  # type: ignore[attr-defined]
+# Built once, values as parameters: compiled once, not on every request.
+PRICING_FACTS = (
+    select(P.c.birth_date, P.c.death_date, C.c.valid_from, C.c.valid_to)
+    .select_from(P.outerjoin(C, and_(C.c.tenant_id == P.c.tenant_id, C.c.patient_id == P.c.id,
+                                     C.c.kind == "social_tiers_payant")))
+    .where(P.c.tenant_id == bindparam("tenant_id"), P.c.id == bindparam("patient_id")))
+COVERAGES = (fresh(Coverage).where(C.c.tenant_id == bindparam("tenant_id"),
+                                   C.c.patient_id == bindparam("patient_id"))
+             .order_by(C.c.valid_from, C.c.id))
+GET_PATIENT = fresh(Patient).where(P.c.tenant_id == bindparam("tenant_id"),
+                                   P.c.id == bindparam("patient_id"))
 # Prebuilt: values go as parameters, so the compiled statement is reused.
 INSERT_PATIENT, INSERT_COVERAGE = insert(P), insert(C)
 # Patients sharing one birth date in one hospital: a few dozen; this bounds the worst case.
@@ -27,9 +38,16 @@ class PatientRepository:
         self.tenant_id = tenant_id
 
     async def get(self, patient_id: uuid.UUID) -> Patient | None:
-        query = fresh(Patient).where(Patient.tenant_id == self.tenant_id,  # type: ignore[arg-type]
-                                      Patient.id == patient_id)  # type: ignore[arg-type]
-        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+        return (await self.session.execute(
+            GET_PATIENT, {"tenant_id": self.tenant_id, "patient_id": patient_id})).scalars().first()
+
+    async def many(self, patient_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row]:
+        """Several patients' rows in one query (documents of a batch)."""
+        if not patient_ids:
+            return {}
+        rows = await self.session.execute(select(P).where(P.c.tenant_id == self.tenant_id,
+                                                         P.c.id.in_(patient_ids)))
+        return {row.id: row for row in rows.all()}
 
     async def lock(self, *patient_ids: uuid.UUID) -> list[Patient]:
         """Lock patients' rows until the transaction ends (PostgreSQL), in id order so two
@@ -188,20 +206,14 @@ class PatientRepository:
                             ) -> tuple[date, date | None, list[tuple[date, date | None]]]:
         """Birth and death dates, and the validity of each social tiers-payant attestation:
         what pricing needs of a patient, in one round trip."""
-        join = P.outerjoin(C, and_(C.c.tenant_id == P.c.tenant_id, C.c.patient_id == P.c.id,
-                                   C.c.kind == "social_tiers_payant"))
         rows = (await self.session.execute(
-            select(P.c.birth_date, P.c.death_date, C.c.valid_from, C.c.valid_to)
-            .select_from(join).where(P.c.tenant_id == self.tenant_id, P.c.id == patient_id)
-        )).all()
+            PRICING_FACTS, {"tenant_id": self.tenant_id, "patient_id": patient_id})).all()
         attestations = [(r.valid_from, r.valid_to) for r in rows if r.valid_from is not None]
         return rows[0].birth_date, rows[0].death_date, attestations
 
     async def coverages(self, patient_id: uuid.UUID) -> list[Coverage]:
-        query = (fresh(Coverage).where(C.c.tenant_id == self.tenant_id,
-                                        C.c.patient_id == patient_id)
-                 .order_by(C.c.valid_from, C.c.id))
-        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+        return list((await self.session.execute(
+            COVERAGES, {"tenant_id": self.tenant_id, "patient_id": patient_id})).scalars().all())
 
     async def add_coverage(self, values: dict[str, Any]) -> None:
         await self.session.execute(INSERT_COVERAGE, {"tenant_id": self.tenant_id, **values})

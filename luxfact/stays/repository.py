@@ -29,6 +29,27 @@ LOCK_FOR_ACT = (
     .with_for_update(of=S))
 
 
+_STAY = (S.c.tenant_id == bindparam("tenant_id"), S.c.id == bindparam("stay_id"))
+GET_STAY = fresh(Stay).where(*_STAY)
+LOCK_STAY = fresh(Stay).where(*_STAY).with_for_update()
+MOVEMENTS = (fresh(Movement).where(M.c.tenant_id == bindparam("tenant_id"),
+                                   M.c.stay_id == bindparam("stay_id")).order_by(M.c.seq))
+_ACTS = (A.c.tenant_id == bindparam("tenant_id"), A.c.stay_id == bindparam("stay_id"))
+ACTS = fresh(Act).where(*_ACTS).order_by(A.c.performed_at, A.c.id)
+LIVE_ACTS = fresh(Act).where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id)
+SET_ACTS_STATE = (
+    update(A).where(A.c.tenant_id == bindparam("b_tenant_id"),
+                    A.c.id.in_(bindparam("act_ids", expanding=True)))
+    .values(state=bindparam("new_state"), invoice_id=bindparam("new_invoice_id"),
+            version=A.c.version + 1, updated_at=bindparam("now")))
+
+# In an UPDATE, a parameter may not be named after a column: hence the b_ prefix.
+SET_STAY_STATE = (update(S).where(S.c.tenant_id == bindparam("b_tenant_id"),
+                                  S.c.id == bindparam("stay_id"))
+                  .values(state=bindparam("new_state"), updated_at=bindparam("now"),
+                          version=S.c.version + 1))
+
+
 class StayRepository:
     def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
         self.session = session
@@ -36,10 +57,16 @@ class StayRepository:
 
     async def get(self, stay_id: uuid.UUID, *, lock: bool = False) -> Stay | None:
         """The stay; `lock` serialises movements and acts of one stay (PostgreSQL)."""
-        query = fresh(Stay).where(S.c.tenant_id == self.tenant_id, S.c.id == stay_id)
-        if lock:
-            query = query.with_for_update()
-        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+        return (await self.session.execute(LOCK_STAY if lock else GET_STAY, {
+            "tenant_id": self.tenant_id, "stay_id": stay_id})).scalars().first()
+
+    async def many(self, stay_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row]:
+        """Several stays' rows in one query (documents of a batch)."""
+        if not stay_ids:
+            return {}
+        rows = await self.session.execute(select(S).where(S.c.tenant_id == self.tenant_id,
+                                                         S.c.id.in_(stay_ids)))
+        return {row.id: row for row in rows.all()}
 
     async def lock_for_act(self, stay_id: uuid.UUID) -> list[Row]:
         """The stay (locked) with what pricing needs of its patient, in one round trip: one
@@ -62,6 +89,11 @@ class StayRepository:
                                                    S.c.id == stay_id)
                                    .values(version=S.c.version + 1, **values))
 
+    async def set_state(self, stay_id: uuid.UUID, state: str, at: datetime) -> None:
+        await self.session.execute(SET_STAY_STATE, {"b_tenant_id": self.tenant_id,
+                                                    "stay_id": stay_id, "new_state": state,
+                                                    "now": at})
+
     async def page(self, *, limit: int, patient_id: uuid.UUID | None, state: str | None,
                    after: tuple[datetime, uuid.UUID] | None) -> list[Stay]:
         conditions: list[Any] = [S.c.tenant_id == self.tenant_id]
@@ -78,9 +110,8 @@ class StayRepository:
         return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
 
     async def movements(self, stay_id: uuid.UUID) -> list[Movement]:
-        query = (fresh(Movement).where(M.c.tenant_id == self.tenant_id, M.c.stay_id == stay_id)
-                 .order_by(M.c.seq))
-        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+        return list((await self.session.execute(MOVEMENTS, {
+            "tenant_id": self.tenant_id, "stay_id": stay_id})).scalars().all())
 
     async def insert_movement(self, values: dict[str, Any]) -> None:
         await self.session.execute(INSERT_MOVEMENT, {"tenant_id": self.tenant_id, **values})
@@ -91,11 +122,9 @@ class StayRepository:
                                    .values(cancelled_by=by))
 
     async def acts(self, stay_id: uuid.UUID, *, include_cancelled: bool = True) -> list[Act]:
-        conditions = [A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id]
-        if not include_cancelled:
-            conditions.append(A.c.state != "cancelled")
-        query = fresh(Act).where(*conditions).order_by(A.c.performed_at, A.c.id)
-        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
+        query = ACTS if include_cancelled else LIVE_ACTS
+        return list((await self.session.execute(query, {
+            "tenant_id": self.tenant_id, "stay_id": stay_id})).scalars().all())
 
     async def act(self, stay_id: uuid.UUID, act_id: uuid.UUID) -> Act | None:
         query = fresh(Act).where(A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,
@@ -115,10 +144,9 @@ class StayRepository:
                              invoice_id: uuid.UUID | None) -> None:
         """Billing marks acts invoiced (locked) or releases them after a credit note."""
         if act_ids:
-            await self.session.execute(
-                update(A).where(A.c.tenant_id == self.tenant_id, A.c.id.in_(act_ids))
-                .values(state=state, invoice_id=invoice_id, version=A.c.version + 1,
-                        updated_at=utcnow()))
+            await self.session.execute(SET_ACTS_STATE, {
+                "b_tenant_id": self.tenant_id, "act_ids": act_ids, "new_state": state,
+                "new_invoice_id": invoice_id, "now": utcnow()})
 
     async def cancel_recorded_acts(self, stay_id: uuid.UUID) -> int:
         result = await self.session.execute(

@@ -79,3 +79,14 @@ async def get_tenant(session: AsyncSession, slug: str) -> Tenant:
     if tenant is None:
         raise NotFound(f"No tenant {slug!r}: run `luxfact tenants sync` or check the slug.")
     return tenant
+
+
+def tenant_warnings(tenant: Tenant) -> list[str]:
+    """What an administrator should fix in the tenant file, though nothing refuses it."""
+    warnings = []
+    if not tenant.iban:
+        warnings.append("No IBAN: invoices are issued, but their PDF carries no bank details "
+                        "and no payment QR code. Add `iban` (and `bic`) to the tenant file.")
+    if not tenant.config.get("logo"):
+        warnings.append("No logo: documents show the hospital's name only.")
+    return warnings
