@@ -26,7 +26,7 @@ from luxfact.patients.repository import PatientRepository
 from luxfact.stays import acts as act_service
 from luxfact.stays.models import Act, Stay
 from luxfact.stays.repository import StayRepository
-from luxfact.stays.service import coverage_gaps, get_stay, local_day, room_class_at
+from luxfact.stays.service import coverage_gaps, get_stay, local_day, room_classes
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import pricing
 from luxfact.tariffs import service as tariffs
@@ -207,11 +207,11 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
         childbirth=stay_info.childbirth, psychiatric=stay_info.psychiatric,
         social_tiers_payant=stay_info.social_tiers_payant,
         prior_participation_days=prior_days)
-    movements = await StayRepository(session, tenant_id).movements(stay.id)
+    room_class = room_classes(await StayRepository(session, tenant_id).movements(stay.id))
     inputs = [pricing.ActInput(
         line_id=str(a.id), code=a.code, day=local_day(a.performed_at), quantity=a.quantity,
         modifiers=tuple(a.modifiers), performer=a.performer, specialty=a.specialty,
-        first_class=room_class_at(stay, movements, a.performed_at) == "first") for a in acts]
+        first_class=room_class(a.performed_at) == "first") for a in acts]
     snapshot = await tariffs.snapshot(session, tenant_id)
     try:
         return pricing.price_stay(snapshot, stay_info, patient_info, inputs, until)
@@ -232,12 +232,13 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
 
 def _prepare(tenant: Tenant, stay: Stay, draft: splitting.DraftInvoice, billing: str,
              language: str, issued_at: datetime, terms: int,
-             actor: str) -> tuple[Invoice, list[Any]]:
+             actor: str) -> tuple[Any, list[Any]]:
     """An invoice ready to insert, but for its number (drawn by `_number_and_insert`)."""
     issued_on = issued_at.astimezone(LUXEMBOURG).date()
     period_from, period_to = draft.period
     invoice_id = uuid.uuid4()
-    invoice = Invoice(
+    # A plain record, not a table model: it is inserted by a Core statement and answered.
+    invoice = SimpleNamespace(
         tenant_id=tenant.id, id=invoice_id, doc_type="invoice", kind=draft.kind,
         payer=draft.payer, coverage_id=draft.coverage_id, billing=billing, stay_id=stay.id,
         patient_id=stay.patient_id, number="", year=issued_on.year, seq=0,
@@ -254,7 +255,7 @@ INVOICE_COLUMNS = tuple(Invoice.__table__.columns.keys())  # type: ignore[attr-d
 
 
 async def _number_and_insert(repo: BillingRepository, tenant: Tenant, series: str,
-                             issued: list[tuple[Invoice, list[Any]]]) -> None:
+                             issued: list[tuple[Any, list[Any]]]) -> None:
     """Draw the documents' numbers as one block, then write them with their lines."""
     pattern = (tenant.invoice_number_pattern if series == "invoice"
                else tenant.credit_note_number_pattern)

@@ -13,7 +13,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from luxfact.tariffs.pricing import ParticipationLine, PricedLine, StayPricing
+from luxfact.tariffs.pricing import (
+    ParticipationLine,
+    PricedLine,
+    StayPricing,
+    explain_body,
+    explain_head,
+)
 
 ZERO = Decimal("0.00")
 ONE_DAY = timedelta(days=1)
@@ -105,6 +111,7 @@ def split(pricing: StayPricing, lines: Sequence[PricedLine], payers: Sequence[Pa
             invoices[key] = DraftInvoice(kind, name, payer.coverage_id if payer else None)
         invoices[key].lines.append(line)
 
+    records: dict[tuple[Any, ...], dict[str, Any]] = {}
     for line in lines:
         act_id = line.line_id
         complementary = _first_class_payer(line, payers)
@@ -122,7 +129,7 @@ def split(pricing: StayPricing, lines: Sequence[PricedLine], payers: Sequence[Pa
                 if payer is None:
                     raise UncoveredDay(line.day, line.code)
             kind = "patient" if part == "patient" else "insurer"
-            add(kind, payer, _act_line(line, part, amount))
+            add(kind, payer, _act_line(line, part, amount, records))
     for item in pricing.participation:
         for piece in unbilled_participation(item, billed_days):
             if piece.amount > ZERO:
@@ -144,14 +151,32 @@ def _first_class_payer(line: PricedLine, payers: Iterable[Payer]) -> Payer | Non
                  and p.covers(line.day)), None)
 
 
-def _act_line(line: PricedLine, part: str, amount: Decimal) -> DraftLine:
+def _act_line(line: PricedLine, part: str, amount: Decimal,
+              records: dict[tuple[Any, ...], dict[str, Any]]) -> DraftLine:
+    # Identical acts (same tariff, amounts, quantity and modifiers: the same single room
+    # every day) share one record and the body of their explanation, computed once per
+    # stay; only the explanation's first line (which act, which day) is the line's own.
+    key = (id(line.tariff), id(line.amounts), line.act.quantity, line.act.modifiers)
+    record = records.get(key)
+    if record is None:
+        record = records[key] = _record(line)
+    pricing = {**record, "explanation": explain_head(line) + "\n" + record["explanation"]}
     return DraftLine(
         act_id=line.line_id, part=part, code=line.code, label_fr=line.label_fr,
         label_de=line.label_de, day=line.day, last_day=line.day, quantity=line.quantity,
         unit_price=line.unit_price, gross=line.gross, insurer=line.insurer,
-        patient=line.patient, amount=amount,
-        pricing={**{k: _jsonable(v) for k, v in line.as_record().items()},
-                 "explanation": line.explain()})
+        patient=line.patient, amount=amount, pricing=pricing)
+
+
+# What a line's record keeps of the computation; code, day, amounts are columns already.
+RECORD_FIELDS = ("version_id", "nomenclature", "category", "key_letter", "key_letter_value",
+                 "cote", "coefficient", "unit_price", "percent", "modifiers", "reasons")
+
+
+def _record(line: PricedLine) -> dict[str, Any]:
+    record = {name: _jsonable(getattr(line, name)) for name in RECORD_FIELDS}
+    record["explanation"] = explain_body(line)
+    return record
 
 
 def _jsonable(value: Any) -> Any:

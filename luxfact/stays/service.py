@@ -1,6 +1,8 @@
 """Stay use cases: admit, move, discharge, cancel, and the coverage check. Never commits."""
 
 import uuid
+from bisect import bisect_right
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -171,13 +173,22 @@ def initial_for(stay: Stay) -> rules.Position:
 
 def room_class_at(stay: Stay, movements: list[Movement], moment: datetime) -> str:
     """The room class the patient was in at that moment (first class allows a surcharge)."""
-    room_class = "second"
-    for event in effective_events(movements):
-        if event.at > moment:
-            break
-        if event.room_class:
-            room_class = event.room_class
-    return room_class
+    return room_classes(movements)(moment)
+
+
+def room_classes(movements: list[Movement]) -> Callable[[datetime], str]:
+    """The room class at any moment of the stay, the history read once (a stay's acts are
+    many, its movements few)."""
+    changes: list[tuple[datetime, str]] = [
+        (event.at, event.room_class) for event in effective_events(movements)
+        if event.room_class]
+    moments = [at for at, _ in changes]
+
+    def at(moment: datetime) -> str:
+        index = bisect_right(moments, moment)
+        return changes[index - 1][1] if index else "second"
+
+    return at
 
 
 def coverage_gaps(stay: Stay, coverages: list[Coverage], today: date) -> list[CoverageGap]:

@@ -1010,12 +1010,22 @@ _REASON_TEMPLATES = {
 
 
 def _explain_line(line: PricedLine) -> str:
+    return explain_head(line) + "\n" + explain_body(line)
+
+
+def explain_head(line: PricedLine) -> str:
+    """The explanation's first line: which act (its reference and day)."""
+    version = line.tariff.version
+    return (f"Line {line.act.line_id}: {version.code} {version.label_fr} / "
+            f"{version.label_de}, {line.act.day.isoformat()}")
+
+
+def explain_body(line: PricedLine) -> str:
+    """The rest of the explanation: the computation, the same for identical acts."""
     act, tariff, amounts = line.act, line.tariff, line.amounts
     version = tariff.version
     row = tariff.key_letter_row
     lines = [
-        f"Line {act.line_id}: {version.code} {version.label_fr} / {version.label_de}, "
-        f"{act.day.isoformat()}",
         f"  tariff version {version.version_id} (nomenclature {version.nomenclature}, "
         f"{tariff.category})",
     ]

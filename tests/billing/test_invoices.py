@@ -346,3 +346,21 @@ async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,
     clerk = await client.post(f"/api/v1/stays/{stay['id']}/invoices", json={"kind": "final"},
                               headers=hospitals.a.auth(Role.clerk))
     assert clerk.status_code == 403
+
+
+async def test_each_line_explains_its_own_act(client: httpx.AsyncClient,
+                                              hospitals: Hospitals) -> None:
+    """Identical acts share their computation, never their first line (act and day)."""
+    stay = await stay_with_acts(client, hospitals.a, discharge=False)
+    for day in ("2026-03-04", "2026-03-05"):
+        assert (await act(client, hospitals.a, stay, code="CP1",
+                          performed_at=f"{day}T10:00:00+01:00")).status_code == 201
+    await move(client, hospitals.a, stay, type="discharge", at="2026-03-06T11:00:00+01:00")
+    patient = (await bill(client, hospitals.a, stay)).json()["invoices"][1]
+    rooms = [line for line in patient["lines"] if line["code"] == "CP1"]
+    assert len(rooms) == 3
+    for line in rooms:
+        head, body = line["explanation"].split("\n", 1)
+        assert head.startswith(f"Line {line['act_id']}: CP1") and head.endswith(line["day"])
+        assert "45.00" in body
+    assert len({line["explanation"] for line in rooms}) == 3
