@@ -24,7 +24,7 @@ from luxfact.kit.money import cents_str, to_cents
 from luxfact.kit.time import LUXEMBOURG, utcnow
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays import acts as act_service
-from luxfact.stays.models import Act, Stay
+from luxfact.stays.models import Stay
 from luxfact.stays.repository import StayRepository
 from luxfact.stays.service import coverage_gaps, get_stay, local_day, room_classes
 from luxfact.tariffs import catalogue as cat
@@ -115,8 +115,7 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
     stay = await get_stay(session, tenant_id, stay_id, lock=not data.dry_run)
     on = today()
     until = _billing_limit(stay, data, on)
-    acts = [a for a in await StayRepository(session, tenant_id).acts(stay.id,
-                                                                     include_cancelled=False)]
+    acts = await StayRepository(session, tenant_id).billable_acts(stay.id)
     repo = BillingRepository(session, tenant_id)
     patients = PatientRepository(session, tenant_id)
     coverages = await patients.coverages(stay.patient_id)
@@ -197,7 +196,7 @@ def _check_coverage(stay: Stay, coverages: list[Any], until: date, on: date) -> 
             gaps=[{"start": str(gap.start), "end": str(min(gap.end, until))} for gap in gaps])
 
 
-async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, acts: list[Act],
+async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, acts: list[Any],
                       until: date, prior_days: dict[int, int]) -> pricing.StayPricing:
     """Price the stay with today's catalogue for each act's day; every act that can no
     longer be priced is listed, not only the first."""
@@ -308,7 +307,7 @@ async def _lock_billed_acts(session: AsyncSession, tenant_id: uuid.UUID,
         await stays.set_acts_state(act_ids, "invoiced", invoice_id)
 
 
-def _left_to_bill(acts: list[Act], issued: list[tuple[Invoice, list[Any]]],
+def _left_to_bill(acts: list[Any], issued: list[tuple[Invoice, list[Any]]],
                   billed: set[tuple[str, str]]) -> bool:
     """Whether an act of the stay is on no invoice at all after this billing."""
     on_invoice = {act_id for act_id, _part in billed}

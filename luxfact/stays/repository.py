@@ -37,6 +37,10 @@ MOVEMENTS = (fresh(Movement).where(M.c.tenant_id == bindparam("tenant_id"),
 _ACTS = (A.c.tenant_id == bindparam("tenant_id"), A.c.stay_id == bindparam("stay_id"))
 ACTS = fresh(Act).where(*_ACTS).order_by(A.c.performed_at, A.c.id)
 LIVE_ACTS = fresh(Act).where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id)
+# What billing reads of a stay's acts: no stored price (billing prices them again).
+BILLABLE_ACTS = (select(A.c.id, A.c.code, A.c.performed_at, A.c.quantity, A.c.modifiers,
+                        A.c.performer, A.c.specialty)
+                 .where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id))
 SET_ACTS_STATE = (
     update(A).where(A.c.tenant_id == bindparam("b_tenant_id"),
                     A.c.id.in_(bindparam("act_ids", expanding=True)))
@@ -125,6 +129,10 @@ class StayRepository:
         query = ACTS if include_cancelled else LIVE_ACTS
         return list((await self.session.execute(query, {
             "tenant_id": self.tenant_id, "stay_id": stay_id})).scalars().all())
+
+    async def billable_acts(self, stay_id: uuid.UUID) -> list[Row]:
+        return list((await self.session.execute(BILLABLE_ACTS, {
+            "tenant_id": self.tenant_id, "stay_id": stay_id})).all())
 
     async def act(self, stay_id: uuid.UUID, act_id: uuid.UUID) -> Act | None:
         query = fresh(Act).where(A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,

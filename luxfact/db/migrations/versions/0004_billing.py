@@ -140,6 +140,10 @@ def upgrade() -> None:
                   "invoice_documents"):
         rls.enable_tenant_rls(conn, table)
     rls.make_invoices_immutable(conn)
+    if conn.dialect.name == "postgresql":
+        # PDFs are compressed already: storing them EXTERNAL spares PostgreSQL a pglz
+        # attempt on every document (a month-end batch writes tens of thousands).
+        op.execute("ALTER TABLE invoice_documents ALTER COLUMN content SET STORAGE EXTERNAL")
 
 
 def downgrade() -> None:
