@@ -124,8 +124,10 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
     billed = {(str(row.act_id), row.part) for row in live if row.act_id is not None}
     billed_days = {row.day + timedelta(days=n) for row in live if row.act_id is None
                    for n in range((row.last_day - row.day).days + 1)}
+    facts, language = await patients.billing_facts(stay.patient_id)
     priced = await _price_stay(session, tenant_id, stay, acts, until,
-                               await repo.participation_days_by_year(stay.patient_id, stay.id))
+                               await repo.participation_days_by_year(stay.patient_id, stay.id),
+                               facts)
     lines = [line for line in priced.lines if line.day <= until]
     payers = [splitting.Payer(c.payer, c.id, c.kind, c.valid_from, c.valid_to, c.first_class)
               for c in coverages if c.kind != "social_tiers_payant"]
@@ -138,9 +140,7 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
     if not drafts:
         raise Conflict("Nothing to invoice on this stay: every act and day up to "
                        f"{until} is on an invoice already.")
-    patient = await patients.get(stay.patient_id)
-    assert patient is not None
-    languages = {"patient": patient.language, "insurer": tenant.default_language}
+    languages = {"patient": language, "insurer": tenant.default_language}
     billing = data.kind
     if data.dry_run:
         return Draft(stay, drafts, languages, billing)
@@ -197,10 +197,11 @@ def _check_coverage(stay: Stay, coverages: list[Any], until: date, on: date) -> 
 
 
 async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, acts: list[Any],
-                      until: date, prior_days: dict[int, int]) -> pricing.StayPricing:
+                      until: date, prior_days: dict[int, int],
+                      facts: act_service.Facts) -> pricing.StayPricing:
     """Price the stay with today's catalogue for each act's day; every act that can no
     longer be priced is listed, not only the first."""
-    stay_info, patient_info = await act_service.pricing_context(session, tenant_id, stay)
+    stay_info, patient_info = await act_service.pricing_context(session, tenant_id, stay, facts)
     stay_info = pricing.StayInfo(
         kind=stay_info.kind, admitted=stay_info.admitted, discharged=stay_info.discharged,
         childbirth=stay_info.childbirth, psychiatric=stay_info.psychiatric,

@@ -17,7 +17,7 @@ K = PatientNameKey.__table__  # type: ignore[attr-defined]
 C = Coverage.__table__  # type: ignore[attr-defined]
 # Built once, values as parameters: compiled once, not on every request.
 PRICING_FACTS = (
-    select(P.c.birth_date, P.c.death_date, C.c.valid_from, C.c.valid_to)
+    select(P.c.birth_date, P.c.death_date, P.c.language, C.c.valid_from, C.c.valid_to)
     .select_from(P.outerjoin(C, and_(C.c.tenant_id == P.c.tenant_id, C.c.patient_id == P.c.id,
                                      C.c.kind == "social_tiers_payant")))
     .where(P.c.tenant_id == bindparam("tenant_id"), P.c.id == bindparam("patient_id")))
@@ -30,6 +30,10 @@ GET_PATIENT = fresh(Patient).where(P.c.tenant_id == bindparam("tenant_id"),
 INSERT_PATIENT, INSERT_COVERAGE = insert(P), insert(C)
 # Patients sharing one birth date in one hospital: a few dozen; this bounds the worst case.
 NARROW_MAX = 2000
+
+
+# Birth date, death date, social tiers-payant attestations (from, to).
+Facts = tuple[date, date | None, list[tuple[date, date | None]]]
 
 
 class PatientRepository:
@@ -210,6 +214,13 @@ class PatientRepository:
             PRICING_FACTS, {"tenant_id": self.tenant_id, "patient_id": patient_id})).all()
         attestations = [(r.valid_from, r.valid_to) for r in rows if r.valid_from is not None]
         return rows[0].birth_date, rows[0].death_date, attestations
+
+    async def billing_facts(self, patient_id: uuid.UUID) -> tuple[Facts, str]:
+        """What pricing needs of a patient, and the language their documents are in."""
+        rows = (await self.session.execute(
+            PRICING_FACTS, {"tenant_id": self.tenant_id, "patient_id": patient_id})).all()
+        attestations = [(r.valid_from, r.valid_to) for r in rows if r.valid_from is not None]
+        return (rows[0].birth_date, rows[0].death_date, attestations), rows[0].language
 
     async def coverages(self, patient_id: uuid.UUID) -> list[Coverage]:
         return list((await self.session.execute(
