@@ -1,5 +1,6 @@
 """Invoice documents over the API and the CLI: archived once, served byte for byte, payable."""
 
+import asyncio
 import hashlib
 import subprocess
 import sys
@@ -134,6 +135,11 @@ async def test_without_an_iban_the_invoice_is_issued_and_says_so(
     assert wanted in " ".join(pdf_text(pdf, tmp_path).split())
 
 
+async def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True,
+                                   text=True, timeout=120)
+
+
 async def test_render_a_whole_period_from_the_command_line(
     client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str]
 ) -> None:
@@ -142,10 +148,10 @@ async def test_render_a_whole_period_from_the_command_line(
     period = first["issued_on"][:7]
     command = [sys.executable, "-m", "luxfact.cli.main", "invoices", "render",
                "--tenant", hospitals.a.slug, "--period", period, "--workers", "1"]
-    done = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=120)
+    done = await _run(command, cli_env)
     assert done.returncode == 0, done.stderr
     assert "4 document(s) rendered" in done.stdout
-    again = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=120)
+    again = await _run(command, cli_env)
     assert "0 document(s) rendered" in again.stdout
     # The API serves what the command archived.
     pdf = await client.get(f"/api/v1/invoices/{first['id']}/pdf",
@@ -154,6 +160,5 @@ async def test_render_a_whole_period_from_the_command_line(
                                headers=hospitals.a.auth(Role.admin))).json()["items"]
     assert "invoice.render" not in [e["action"] for e in events]
     assert pdf.status_code == 200
-    bad = subprocess.run([*command[:-4], "--period", "2026-13"], env=cli_env,
-                         capture_output=True, text=True, timeout=60)
+    bad = await _run([*command[:-4], "--period", "2026-13"], cli_env)
     assert bad.returncode != 0 and "YYYY-MM" in bad.stdout + bad.stderr

@@ -10,6 +10,7 @@ from sqlalchemy import text, update
 
 from luxfact.auth.roles import Role
 from luxfact.billing import service
+from luxfact.billing.repository import BillingRepository
 from luxfact.billing.schemas import BillIn
 from luxfact.db.engine import Database
 from luxfact.kit import context
@@ -129,24 +130,34 @@ async def test_a_number_drawn_by_a_failed_issue_is_not_lost(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stay = await stay_with_acts(client, hospitals.a)
+    drawn: list[list[int]] = []
+    draw = BillingRepository.draw_numbers
 
-    async def fail(*args: object) -> None:
+    async def spy(self: BillingRepository, *args: object) -> list[int]:
+        drawn.append(await draw(self, *args))  # type: ignore[arg-type]
+        return drawn[-1]
+
+    async def fail(*args: object, **kwargs: object) -> None:
+        # The last write of an issue: the numbers are drawn, the invoices inserted.
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(service, "_lock_billed_acts", fail)
+    monkeypatch.setattr(BillingRepository, "draw_numbers", spy)
+    monkeypatch.setattr(service, "record_many", fail)
     with context.tenant_scope(hospitals.a.id, actor="test"), pytest.raises(RuntimeError):
         async with owner_db.transaction() as session:
             tenant = await TenantRepository(session).by_id(hospitals.a.id)
             assert tenant is not None
-            issued = await service.bill_stay(session, tenant, uuid.UUID(stay["id"]),
-                                             BillIn(kind="final"), "test")
-            drawn = [inv.number for inv, _lines in issued.invoices]  # type: ignore[union-attr]
+            await service.bill_stay(session, tenant, uuid.UUID(stay["id"]),
+                                    BillIn(kind="final"), "test")
     monkeypatch.undo()
+    assert drawn == [[1, 2]]  # drawn, then the transaction failed
     assert await invoices_of(client, hospitals.a, stay) == []
+    acts = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
+                             headers=hospitals.a.auth(Role.billing))).json()["items"]
+    assert {a["state"] for a in acts} == {"recorded"}  # nothing half-applied
     year = date.today().year
     again = (await bill(client, hospitals.a, stay)).json()["invoices"]
     assert [i["number"] for i in again] == [f"T-{year}-000001", f"T-{year}-000002"]
-    assert "drawn" not in locals() or drawn == [i["number"] for i in again]
 
 
 async def test_credit_notes_release_acts_for_billing_again(
