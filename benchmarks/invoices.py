@@ -53,6 +53,7 @@ from luxfact.kit.time import LUXEMBOURG  # noqa: E402
 from luxfact.patients.matricule import complete  # noqa: E402
 from luxfact.settings import load_settings  # noqa: E402
 from luxfact.tenancy.repository import TenantRepository  # noqa: E402
+from luxfact.tenancy.service import tenant_by_id  # noqa: E402
 
 DAYS = 14
 MONTH = 30_000
@@ -120,7 +121,7 @@ async def issue_all(db: Database, tenant_id: uuid.UUID, stay_ids: list[uuid.UUID
         while queue:
             stay_id = queue.pop()
             async with db.transaction() as session:
-                tenant = await TenantRepository(session).by_id(tenant_id)
+                tenant = await tenant_by_id(session, tenant_id)  # as the API reads it
                 assert tenant is not None
                 result = await service.bill_stay(session, tenant, stay_id,
                                                  BillIn(kind="final"), "bench")

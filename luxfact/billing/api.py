@@ -24,7 +24,7 @@ from luxfact.kit.money import cents_str
 from luxfact.kit.time import LUXEMBOURG
 from luxfact.settings import Settings
 from luxfact.tenancy.models import Tenant
-from luxfact.tenancy.repository import TenantRepository
+from luxfact.tenancy.service import tenant_by_id
 
 BILLING = (Role.billing,)
 READERS = (Role.billing, Role.admin, Role.integration)
@@ -32,7 +32,7 @@ PDF = "application/pdf"
 
 
 async def _tenant(ctx: Ctx) -> Tenant:
-    tenant = await TenantRepository(ctx.session).by_id(ctx.tenant_id)
+    tenant = await tenant_by_id(ctx.session, ctx.tenant_id)
     if tenant is None:
         raise NotFound()
     return tenant

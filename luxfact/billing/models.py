@@ -4,10 +4,10 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKeyConstraint, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from luxfact.db.base import created_at_field, id_field, json_field, tenant_id_field, utc_column
+from luxfact.db.base import created_at_field, id_field, tenant_id_field, utc_column
 
 
 class NumberCounter(SQLModel, table=True):
@@ -107,7 +107,10 @@ class InvoiceLine(SQLModel, table=True):
     # A credit note's line names the line it credits: its invoice and its seq.
     credited_invoice_id: uuid.UUID | None = None
     credited_seq: int | None = None
-    pricing: dict[str, Any] = json_field()    # the engine's record and its explanation
+    # The engine's record and its explanation: written once, read whole, never queried
+    # inside, so plain JSON (text) rather than JSONB spares PostgreSQL a parse per line.
+    pricing: dict[str, Any] = Field(default_factory=dict,
+                                    sa_column=Column(JSON(), nullable=False))
 
 
 class Payment(SQLModel, table=True):

@@ -1,5 +1,7 @@
 """Tenants from their files: create or update, idempotently, all or nothing."""
 
+import time
+import uuid
 from dataclasses import dataclass, field
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -90,3 +92,27 @@ def tenant_warnings(tenant: Tenant) -> list[str]:
     if not tenant.config.get("logo"):
         warnings.append("No logo: documents show the hospital's name only.")
     return warnings
+
+
+# Tenants change only through `luxfact tenants sync`, and are read by every billing request:
+# a few seconds of staleness after a sync is harmless, a query per request is not free.
+TENANT_TTL = 5.0
+_tenants: dict[uuid.UUID, tuple[float, Tenant]] = {}
+
+
+async def tenant_by_id(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
+    """The tenant, read at most every TENANT_TTL seconds per process, for reading only.
+
+    What is cached is a copy outside any session: a session's rollback expires the objects
+    it loaded, and a cached one would then try to reload itself in the wrong session.
+    """
+    cached = _tenants.get(tenant_id)
+    if cached is not None and time.monotonic() - cached[0] < TENANT_TTL:
+        return cached[1]
+    tenant = await TenantRepository(session).by_id(tenant_id)
+    if tenant is None:
+        return None
+    copy = Tenant.model_construct(**{name: getattr(tenant, name)
+                                     for name in Tenant.model_fields})
+    _tenants[tenant_id] = (time.monotonic(), copy)
+    return copy
