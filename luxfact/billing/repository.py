@@ -217,10 +217,11 @@ class BillingRepository:
         return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
 
     async def issued_in(self, start: datetime, end: datetime, *, without_document: bool,
-                        limit: int, after: uuid.UUID | None) -> list[uuid.UUID]:
+                        limit: int, after: uuid.UUID | None,
+                        kinds: tuple[str, ...] = ("patient", "insurer")) -> list[uuid.UUID]:
         """Ids of the documents issued in [start, end), by id, for batch rendering."""
         query = select(I.c.id).where(I.c.tenant_id == self.tenant_id, I.c.issued_at >= start,
-                                     I.c.issued_at < end)
+                                     I.c.issued_at < end, I.c.kind.in_(kinds))
         if without_document:
             query = query.where(~exists().where(D.c.tenant_id == I.c.tenant_id,
                                                 D.c.invoice_id == I.c.id,

@@ -150,9 +150,12 @@ async def test_render_a_whole_period_from_the_command_line(
                "--tenant", hospitals.a.slug, "--period", period, "--workers", "1"]
     done = await _run(command, cli_env)
     assert done.returncode == 0, done.stderr
-    assert "4 document(s) rendered" in done.stdout
+    # The patients' two invoices; the insurers' go out as claims, printed on request only.
+    assert "2 document(s) rendered" in done.stdout
     again = await _run(command, cli_env)
     assert "0 document(s) rendered" in again.stdout
+    insurers = await _run([*command, "--insurers"], cli_env)
+    assert "2 document(s) rendered" in insurers.stdout
     # The API serves what the command archived.
     pdf = await client.get(f"/api/v1/invoices/{first['id']}/pdf",
                            headers=hospitals.a.auth(Role.billing))
