@@ -7,9 +7,10 @@ cached, and the page is drawn straight on a ReportLab canvas (no platypus) in tw
 first the content is measured and cut into pages, so "page x of y" is known, then drawn.
 
 Identical input gives identical bytes: ReportLab runs in invariant mode, dates come from
-the document, and the PDF ID is derived from the content.
+the document, and the PDF ID is derived from what identifies the document.
 """
 
+import hashlib
 import io
 import logging
 import tomllib
@@ -21,9 +22,9 @@ from decimal import Decimal
 from functools import lru_cache, partial
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-import pikepdf
 from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
@@ -33,6 +34,15 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfdoc as _pdfdoc
 from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.pdfdoc import (
+    PDFArray,
+    PDFCatalog,
+    PDFDictionary,
+    PDFName,
+    PDFObject,
+    PDFStream,
+    PDFString,
+)
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from stdnum import iban as stdnum_iban
@@ -363,8 +373,58 @@ def render_document(doc: InvoiceDocument, assets_dir: Path) -> bytes:
         lang=str(words.locale).replace("_", "-"),
     )
     _Renderer(doc, layout, words, canvas, title).render()
+    _declare_pdfa(canvas, doc, f"{title} {doc.number}")
     canvas.save()
-    return _to_pdfa(buffer.getvalue(), doc, f"{title} {doc.number}")
+    return buffer.getvalue()
+
+
+class _PdfaInfo(PDFObject):
+    """The document information dictionary, saying what the XMP says and nothing more
+    (ReportLab's own adds an "unspecified" subject and a /Trapped that the XMP lacks)."""
+
+    def __init__(self, title: str, author: str, pdf_date: str) -> None:
+        self.entries = {"Title": title, "Author": author, "Creator": PRODUCER,
+                        "Producer": PRODUCER, "CreationDate": pdf_date, "ModDate": pdf_date}
+
+    def digest(self, md5: Any) -> None:
+        """ReportLab feeds the info into its file signature; the ID is set apart anyway."""
+
+    def format(self, document: Any) -> bytes:
+        return PDFDictionary({key: PDFString(value) for key, value in self.entries.items()}
+                             ).format(document)
+
+
+def _declare_pdfa(canvas: Canvas, doc: InvoiceDocument, title: str) -> None:
+    """What PDF/A-3b asks beyond ReportLab's output, added before it writes the file: XMP
+    metadata declaring the conformance, an info dictionary saying the same, an sRGB output
+    intent, and a file ID derived from the document (ReportLab's depends on the clock).
+
+    Done inside ReportLab rather than by rewriting its output with pikepdf: the same
+    objects, without parsing and writing the file a second time (3 ms of 15 a document).
+    """
+    issued = datetime.combine(doc.issued_on, datetime.min.time(), tzinfo=UTC)
+    author = doc.hospital.legal_name
+    pdf = canvas._doc  # ReportLab's document: the objects it writes out
+    pdf.info = _PdfaInfo(title, author, issued.strftime("D:%Y%m%d%H%M%SZ"))
+    catalog = pdf.Catalog
+    # The XMP stays plain text (no filter), as PDF/A readers expect to find it.
+    catalog.Metadata = PDFStream(
+        PDFDictionary({"Type": PDFName("Metadata"), "Subtype": PDFName("XML")}),
+        _xmp(title, author, issued), filters=[])
+    catalog.OutputIntents = PDFArray([PDFDictionary({
+        "Type": PDFName("OutputIntent"),
+        "S": PDFName("GTS_PDFA1"),
+        "OutputConditionIdentifier": PDFString("sRGB IEC61966-2.1"),
+        "Info": PDFString("sRGB IEC61966-2.1"),
+        "DestOutputProfile": pdf.Reference(
+            PDFStream(PDFDictionary({"N": 3}), _srgb_profile(), filters=[])),
+    })])
+    # The catalog writes only the keys it knows: add this one for this document.
+    catalog.__NoDefault__ = [*PDFCatalog.__NoDefault__, "OutputIntents"]
+    # Unique per document, identical for the same document: a hash of what identifies it.
+    seed = f"{doc.kind}|{doc.number}|{doc.issued_on}|{doc.reminder_on}|{doc.language}"
+    digest = hashlib.md5(seed.encode(), usedforsecurity=False).hexdigest().upper()
+    pdf._ID = f"\n[<{digest}><{digest}>]\n".encode()
 
 
 class _Renderer:
@@ -746,50 +806,6 @@ def _postal_city(address: Address) -> str:
 
 
 # --- PDF/A-3b ---------------------------------------------------------------------------
-
-
-def _to_pdfa(raw: bytes, doc: InvoiceDocument, title: str) -> bytes:
-    """Add what PDF/A-3b asks beyond ReportLab's output: XMP metadata declaring the
-    conformance, a document info dictionary saying the same, and an sRGB output intent.
-
-    Dates are the document's issue date, never the clock, and the file ID is derived from
-    the content, so the same document always gives the same bytes.
-    """
-    issued = datetime.combine(doc.issued_on, datetime.min.time(), tzinfo=UTC)
-    author = doc.hospital.legal_name
-    with pikepdf.open(io.BytesIO(raw)) as pdf:
-        # The XMP packet is written from a template rather than through pikepdf's
-        # metadata API: same result, but a fiftieth of the time, and nothing in it can
-        # pick up the clock (the API stamps the time unless told not to).
-        pdf.Root.Metadata = pdf.make_stream(
-            _xmp(title, author, issued), Type=pikepdf.Name.Metadata, Subtype=pikepdf.Name.XML
-        )
-        # PDF/A wants the info dictionary to agree with the XMP: replace ReportLab's
-        # (with its "unspecified" subject and /Trapped) by one holding the same values.
-        pdf_date = issued.strftime("D:%Y%m%d%H%M%SZ")
-        pdf.trailer.Info = pdf.make_indirect(pikepdf.Dictionary(
-            Title=title, Author=author, Creator=PRODUCER, Producer=PRODUCER,
-            CreationDate=pdf_date, ModDate=pdf_date,
-        ))
-        pdf.Root.OutputIntents = pikepdf.Array([
-            pikepdf.Dictionary(
-                Type=pikepdf.Name.OutputIntent,
-                S=pikepdf.Name.GTS_PDFA1,
-                OutputConditionIdentifier="sRGB IEC61966-2.1",
-                Info="sRGB IEC61966-2.1",
-                DestOutputProfile=pdf.make_stream(_srgb_profile(), N=3),
-            )
-        ])
-        # qpdf keeps the first half of an existing /ID; ReportLab's depends on its clock
-        # (or SOURCE_DATE_EPOCH), so let qpdf derive both halves from the content.
-        del pdf.trailer.ID
-        out = io.BytesIO()
-        # ReportLab has compressed every stream already; asking qpdf to compress (even
-        # just to look) costs 5 ms a document for nothing. The XMP stays plain text,
-        # as PDF/A readers expect to find it.
-        pdf.save(out, deterministic_id=True, compress_streams=False,
-                 stream_decode_level=pikepdf.StreamDecodeLevel.none)
-        return out.getvalue()
 
 
 _XMP = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
