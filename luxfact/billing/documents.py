@@ -37,7 +37,7 @@ from luxfact.stays.service import local_day
 from luxfact.tenancy.models import Tenant
 
 ZERO = Decimal("0.00")
-PRINTED = ("patient",)  # the documents a month-end run renders by default
+PRINTED = ("patient",)  # the documents printed: the insurers' are claim files
 
 
 def hospital_of(tenant: Tenant, tenants_dir: Path) -> Hospital:
@@ -133,6 +133,9 @@ async def archived_pdf(session: AsyncSession, tenant: Tenant, invoice_id: uuid.U
     invoice = await repo.get(invoice_id)
     if invoice is None:
         raise NotFound("No such invoice.")
+    if invoice.kind != "patient":
+        raise Conflict(f"{invoice.number} is the insurer's part: it goes to {invoice.payer} "
+                       "in a claim file, not on paper. Documents are printed for patients.")
     stored = await repo.document(invoice.id, "invoice")
     if stored is None:
         doc = await build(session, tenant, invoice, await repo.lines(invoice.id), settings)
@@ -174,10 +177,9 @@ async def send_reminder(session: AsyncSession, tenant: Tenant, invoice_id: uuid.
 
 async def render_pending(db: Database, tenant: Tenant, start: datetime, end: datetime,
                          settings: Settings, advance: Callable[[int], None] = lambda n: None,
-                         batch: int = 64, kinds: tuple[str, ...] = PRINTED) -> int:
-    """Render and archive every document issued in [start, end) that has no PDF yet:
-    by default the patients' (invoices and credit notes), which are printed and sent;
-    the insurers' go out as claim files and are rendered only on request.
+                         batch: int = 64) -> int:
+    """Render and archive every patient document (invoices and credit notes) issued in
+    [start, end) that has no PDF yet; the insurers' go out as claim files.
 
     A pipeline: while the pool renders one batch, the next one is read; each batch is
     stored in a transaction of its own, so an interruption loses at most the batches in
@@ -189,7 +191,7 @@ async def render_pending(db: Database, tenant: Tenant, start: datetime, end: dat
     while True:
         async with db.transaction() as session:
             ids = await BillingRepository(session, tenant.id).issued_in(
-                start, end, without_document=True, limit=batch, after=after, kinds=kinds)
+                start, end, without_document=True, limit=batch, after=after, kinds=PRINTED)
             built = await build_many(session, tenant, ids, settings) if ids else []
         rendering_now = [(invoice.id, asyncio.ensure_future(rendering.render(
             doc, settings.invoices_dir, settings.render_workers))) for invoice, doc in built]

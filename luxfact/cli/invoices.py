@@ -32,10 +32,7 @@ def month_bounds(period: str) -> tuple[datetime, datetime]:
 @app.command()
 def render(tenant: str = typer.Option(..., "--tenant", help="The hospital's slug."),
            period: str = typer.Option(..., "--period", help="The month issued, YYYY-MM."),
-           workers: int = typer.Option(0, help="Rendering processes (0: one per core)."),
-           insurers: bool = typer.Option(False, "--insurers",
-                                         help="Also the insurers' invoices (claimed "
-                                         "electronically; printed only on request).")) -> None:
+           workers: int = typer.Option(0, help="Rendering processes (0: one per core).")) -> None:
     """Render and archive the PDF of every patient invoice and credit note issued in a month
     that has none yet. Safe to rerun: archived documents are never rendered again."""
     start, end = month_bounds(period)
@@ -44,8 +41,7 @@ def render(tenant: str = typer.Option(..., "--tenant", help="The hospital's slug
         config = Settings(**{**config.model_dump(), "render_workers": workers})
     began = time.perf_counter()
     try:
-        kinds = ("patient", "insurer") if insurers else documents.PRINTED
-        count = run(_render(config, tenant, start, end, kinds))
+        count = run(_render(config, tenant, start, end))
     finally:
         rendering.shutdown()
     elapsed = time.perf_counter() - began
@@ -54,16 +50,15 @@ def render(tenant: str = typer.Option(..., "--tenant", help="The hospital's slug
                   f"{elapsed:.1f} s{rate}")
 
 
-async def _render(config: Settings, slug: str, start: datetime, end: datetime,
-                  kinds: tuple[str, ...]) -> int:
+async def _render(config: Settings, slug: str, start: datetime, end: datetime) -> int:
     async with owner_db(config) as db:
         async with as_tenant(db, slug) as (session, tenant):
             ids = await BillingRepository(session, tenant.id).issued_in(
-                start, end, without_document=True, limit=10_000_000, after=None, kinds=kinds)
+                start, end, without_document=True, limit=10_000_000, after=None,
+                kinds=documents.PRINTED)
         with context.tenant_scope(tenant.id, actor="cli"), Progress(
                 TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), console=err, transient=True) as progress:
             task = progress.add_task("pdf", total=len(ids))
             return await documents.render_pending(
-                db, tenant, start, end, config, lambda n: progress.advance(task, n),
-                kinds=kinds)
+                db, tenant, start, end, config, lambda n: progress.advance(task, n))

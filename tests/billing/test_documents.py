@@ -106,6 +106,8 @@ async def test_a_reminder_for_an_overdue_invoice(
                                 headers=headers)).json()["items"][0]
     refused = await client.post(f"/api/v1/invoices/{insurer['id']}/reminders", headers=headers)
     assert refused.status_code == 409  # the insurer is claimed, not reminded
+    no_paper = await client.get(f"/api/v1/invoices/{insurer['id']}/pdf", headers=headers)
+    assert no_paper.status_code == 409 and "claim file" in no_paper.json()["detail"]
 
 
 def _find(texts: dict, key: str) -> str:
@@ -150,12 +152,10 @@ async def test_render_a_whole_period_from_the_command_line(
                "--tenant", hospitals.a.slug, "--period", period, "--workers", "1"]
     done = await _run(command, cli_env)
     assert done.returncode == 0, done.stderr
-    # The patients' two invoices; the insurers' go out as claims, printed on request only.
+    # The patients' two invoices; the insurers' go out as claim files, never on paper.
     assert "2 document(s) rendered" in done.stdout
     again = await _run(command, cli_env)
     assert "0 document(s) rendered" in again.stdout
-    insurers = await _run([*command, "--insurers"], cli_env)
-    assert "2 document(s) rendered" in insurers.stdout
     # The API serves what the command archived.
     pdf = await client.get(f"/api/v1/invoices/{first['id']}/pdf",
                            headers=hospitals.a.auth(Role.billing))
