@@ -46,7 +46,8 @@ INVOICES_OF_PATIENT = select(I.c.id).where(I.c.tenant_id == bindparam("tenant_id
 _OF_INVOICES = (L.c.tenant_id == bindparam("tenant_id"),
                 L.c.invoice_id.in_(bindparam("invoice_ids", expanding=True)),
                 ~_credited_line())
-LIVE_PARTS = select(L.c.act_id, L.c.part, L.c.day, L.c.last_day).where(*_OF_INVOICES)
+LIVE_PARTS = select(L.c.act_id, L.c.part, L.c.day, L.c.last_day, L.c.amount_cents
+                    ).where(*_OF_INVOICES)
 PARTICIPATION_DAYS = select(L.c.day, L.c.quantity).where(*_OF_INVOICES, L.c.act_id.is_(None))
 LIVE_LINES_OF_ACTS = (select(L.c.act_id, L.c.invoice_id, L.c.seq).select_from(_LINES_OF_INVOICES)
                         .where(*_LIVE, L.c.act_id.in_(bindparam("act_ids", expanding=True))))
@@ -56,7 +57,8 @@ def status_condition(status: str, today: date) -> Any:
     """The SQL form of `service.invoice_status`: keep the two in step."""
     balance = I.c.total_cents - I.c.credited_cents - I.c.paid_cents
     not_due = or_(I.c.due_on.is_(None), I.c.due_on >= today)
-    credited = and_(I.c.credited_cents >= I.c.total_cents, I.c.paid_cents == 0)
+    credited = and_(I.c.total_cents > 0, I.c.credited_cents >= I.c.total_cents,
+                    I.c.paid_cents == 0)
     return {
         "credited": credited,
         "overpaid": balance < 0,

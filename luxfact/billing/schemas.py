@@ -4,12 +4,14 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from luxfact.http.pagination import PageQuery
-from luxfact.kit.types import IsoDate
+from luxfact.kit.types import IsoDate, PlainText
 
-Money = Field(pattern=r"^[0-9]{1,9}(\.[0-9]{1,2})?$", examples=["19.92"],
+# At most 9,999,999.99 EUR: a hospital invoice never comes near, and every sum of cents
+# stays within a 32-bit integer column.
+Money = Field(pattern=r"^[0-9]{1,7}(\.[0-9]{1,2})?$", examples=["19.92"],
               description="Euros as a decimal string, at most two decimals.")
 InvoiceStatus = Literal["open", "partly_paid", "overdue", "paid", "credited", "overpaid"]
 PaymentMethod = Literal["transfer", "card", "cash", "cheque", "direct_debit"]
@@ -83,8 +85,8 @@ class BillOut(BaseModel):
 
 class CreditNoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field(min_length=1, max_length=500)
-    lines: list[int] | None = Field(
+    reason: PlainText = Field(min_length=1, max_length=500)
+    lines: list[StrictInt] | None = Field(
         default=None, min_length=1, max_length=1000,
         description="Line numbers (seq) to credit; omitted: every line not yet credited.")
 
@@ -94,7 +96,7 @@ class PaymentIn(BaseModel):
     amount: str = Money
     paid_on: IsoDate
     method: PaymentMethod
-    reference: str = Field(default="", max_length=140)
+    reference: PlainText = Field(default="", max_length=140)
 
 
 class PaymentOut(BaseModel):

@@ -45,7 +45,7 @@ def invoice_status(invoice: Invoice, on: date) -> str:
     if invoice.doc_type == "credit_note":
         return "issued"
     balance = invoice.total_cents - invoice.credited_cents - invoice.paid_cents
-    if invoice.credited_cents >= invoice.total_cents and invoice.paid_cents == 0:
+    if 0 < invoice.total_cents <= invoice.credited_cents and invoice.paid_cents == 0:
         return "credited"
     if balance < 0:
         return "overpaid"
@@ -112,7 +112,7 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
                     actor: str) -> Draft | Issued:
     """Bill what is not billed yet on a stay; a dry run stops before anything is written."""
     tenant_id = tenant.id
-    stay = await get_stay(session, tenant_id, stay_id, lock=not data.dry_run)
+    stay = await _lock_patient_and_stay(session, tenant_id, stay_id, lock=not data.dry_run)
     on = today()
     until = _billing_limit(stay, data, on)
     acts = await StayRepository(session, tenant_id).billable_acts(stay.id)
@@ -121,7 +121,8 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
     coverages = await patients.coverages(stay.patient_id)
     _check_coverage(stay, coverages, until, on)
     live = await repo.live_parts(stay.id)
-    billed = {(str(row.act_id), row.part) for row in live if row.act_id is not None}
+    billed = {(str(row.act_id), row.part): row.amount_cents for row in live
+              if row.act_id is not None}
     billed_days = {row.day + timedelta(days=n) for row in live if row.act_id is None
                    for n in range((row.last_day - row.day).days + 1)}
     facts, language = await patients.billing_facts(stay.patient_id)
@@ -137,7 +138,12 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
         raise ValidationFailed(
             f"No coverage on {exc.day} for {exc.code}: add the patient's coverage first.",
             errors=[{"field": "coverage", "reason": f"no coverage on {exc.day}"}]) from None
-    if not drafts:
+    except splitting.PricingChanged as exc:
+        raise Conflict(
+            f"The price of {len(exc.acts)} act(s) changed since a part of them was invoiced: "
+            "credit their remaining invoice lines, then bill again.",
+            acts=[str(act) for act in exc.acts]) from None
+    if not drafts and not (data.kind == "final" and not data.dry_run):
         raise Conflict("Nothing to invoice on this stay: every act and day up to "
                        f"{until} is on an invoice already.")
     languages = {"patient": language, "insurer": tenant.default_language}
@@ -153,8 +159,24 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
         await StayRepository(session, tenant_id).set_state(stay.id, "closed", issued_at)
         stay.state = "closed"
     # Numbers last: the counter row stays locked from here to the commit.
-    await _number_and_insert(repo, tenant, "invoice", issued)
+    if issued:
+        await _number_and_insert(repo, tenant, "invoice", issued)
     return Issued(stay, issued)
+
+
+async def _lock_patient_and_stay(session: AsyncSession, tenant_id: uuid.UUID,
+                                 stay_id: uuid.UUID, *, lock: bool) -> Stay:
+    """The stay, and for a real billing its patient then itself locked, in that order (the
+    order a merge takes them): two stays of one patient are then billed one after the
+    other, so the yearly cap of participation days counts what the other one billed."""
+    stay = await get_stay(session, tenant_id, stay_id)
+    if not lock:
+        return stay
+    await PatientRepository(session, tenant_id).lock(stay.patient_id)
+    locked = await get_stay(session, tenant_id, stay_id, lock=True)
+    if locked.patient_id != stay.patient_id:  # merged meanwhile: the new patient's turn
+        raise Conflict("The stay's patient was merged meanwhile: retry.")
+    return locked
 
 
 def _billing_limit(stay: Stay, data: BillIn, on: date) -> date:
@@ -342,9 +364,16 @@ async def credit(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID,
                  data: CreditNoteIn, actor: str) -> tuple[Invoice, list[Any]]:
     """A credit note for chosen lines (or every line left); the acts are released."""
     repo = BillingRepository(session, tenant.id)
-    original = await repo.get(invoice_id, lock=True)
-    if original is None:
+    found = await repo.get(invoice_id)
+    if found is None:
         raise NotFound("No such invoice.")
+    # The stay first, then the invoice: two credit notes on the insurer's and the patient's
+    # invoices of one act then run one after the other, and the second sees the first's
+    # lines (else neither would release the act). Billing takes the stay first too.
+    stays = StayRepository(session, tenant.id)
+    stay = await stays.get(found.stay_id, lock=True)
+    original = await repo.get(invoice_id, lock=True)
+    assert original is not None
     if original.doc_type != "invoice":
         raise Conflict("A credit note cannot itself be credited.")
     lines = await repo.lines(original.id)
@@ -389,8 +418,6 @@ async def credit(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID,
                                     credited_invoice_id=original.id, credited_seq=line.seq))
     await repo.add_to_owed(original.id, credited=note.total_cents)
     await _release_acts(session, tenant.id, original.id, chosen)
-    stays = StayRepository(session, tenant.id)
-    stay = await stays.get(original.stay_id, lock=True)
     if stay is not None and stay.state == "closed":
         await stays.update_stay(stay.id, {"state": "discharged", "updated_at": issued_at})
     await _number_and_insert(repo, tenant, "credit_note", [(note, rows)])
@@ -436,6 +463,10 @@ async def pay(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID, data
             errors=[{"field": "amount", "reason":
                      f"larger than the balance ({cents_str(max(balance, 0))}); this hospital "
                      "does not accept overpayments"}])
+    # An overpayment is a mistake to refund, not a deposit: at most the invoice's total more.
+    if amount > max(balance, 0) + invoice.total_cents:
+        raise ValidationFailed(errors=[{"field": "amount", "reason":
+                                        "more than twice what is owed: check the amount"}])
     created_at = utcnow()
     values = dict(id=uuid.uuid4(), invoice_id=invoice.id, amount_cents=amount,
                   paid_on=data.paid_on, method=data.method, reference=data.reference,

@@ -7,7 +7,7 @@ participation is the patient's. A part already on an invoice that was not credit
 billed again, so an interim invoice, a credit note and a re-billing never double-count.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -85,6 +85,15 @@ class DraftInvoice:
         return (min(line.day for line in self.lines), max(line.last_day for line in self.lines))
 
 
+class PricingChanged(Exception):
+    """Acts priced differently now than when a part of them was invoiced: billing only the
+    other part would leave the difference billed to nobody."""
+
+    def __init__(self, acts: list[str]) -> None:
+        super().__init__(f"pricing changed for {len(acts)} act(s)")
+        self.acts = acts
+
+
 class UncoveredDay(Exception):
     """An insurer's share falls on a day no coverage covers."""
 
@@ -95,11 +104,13 @@ class UncoveredDay(Exception):
 
 
 def split(pricing: StayPricing, lines: Sequence[PricedLine], payers: Sequence[Payer],
-          billed: set[tuple[str, str]], billed_days: set[date]) -> list[DraftInvoice]:
+          billed: Mapping[tuple[str, str], int], billed_days: set[date]) -> list[DraftInvoice]:
     """The invoices that bill `lines` and the participation not yet billed.
 
-    `billed` holds (act id, part) already on a live invoice; `billed_days` the participation
-    days already billed. Each line carries the engine's record of its computation.
+    `billed` holds the (act id, part) already on a live invoice, with the cents billed;
+    `billed_days` the participation days already billed. An act is billed as a whole: if a
+    part of it is on an invoice and today's price gives that part another amount, nothing
+    is billed (`PricingChanged`). Each line carries the engine's record of its computation.
     Insurer invoices come first (by payer), then the patient's.
     """
     invoices: dict[tuple[str, str], DraftInvoice] = {}
@@ -112,6 +123,7 @@ def split(pricing: StayPricing, lines: Sequence[PricedLine], payers: Sequence[Pa
         invoices[key].lines.append(line)
 
     records: dict[tuple[Any, ...], dict[str, Any]] = {}
+    changed: list[str] = []
     for line in lines:
         act_id = line.line_id
         complementary = _first_class_payer(line, payers)
@@ -120,6 +132,10 @@ def split(pricing: StayPricing, lines: Sequence[PricedLine], payers: Sequence[Pa
                  ("patient", line.patient - first_class)]
         if line.gross == ZERO:
             parts = [("insurer", ZERO)]  # a free act is still billed once, to close it
+        if any((act_id, part) in billed and billed[(act_id, part)] != int(amount * 100)
+               for part, amount in parts):
+            changed.append(act_id)
+            continue
         for part, amount in parts:
             if (amount == ZERO and line.gross != ZERO) or (act_id, part) in billed:
                 continue
@@ -130,6 +146,8 @@ def split(pricing: StayPricing, lines: Sequence[PricedLine], payers: Sequence[Pa
                     raise UncoveredDay(line.day, line.code)
             kind = "patient" if part == "patient" else "insurer"
             add(kind, payer, _act_line(line, part, amount, records))
+    if changed:
+        raise PricingChanged(changed)
     for item in pricing.participation:
         for piece in unbilled_participation(item, billed_days):
             if piece.amount > ZERO:

@@ -9,12 +9,13 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from luxfact.kit.errors import ValidationFailed
+from luxfact.kit.types import MAX_YEAR, MIN_YEAR
 
 T = TypeVar("T")
 
@@ -62,10 +63,11 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         return None
     try:
         at, last_id = datetime.fromisoformat(position[0]), uuid.UUID(position[1])
-    except (TypeError, ValueError):
+        # A forged year 1 or 9999 shifted to UTC would overflow in the database layer.
+        if at.tzinfo is None or not MIN_YEAR <= at.astimezone(UTC).year <= MAX_YEAR:
+            raise ValueError(position[0])
+    except (TypeError, ValueError, OverflowError):
         raise bad_cursor() from None
-    if at.tzinfo is None:
-        raise bad_cursor()
     return at, last_id
 
 

@@ -43,3 +43,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_utc)]
+
+
+def _no_control(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and no other control character belongs in a reason or
+    # a reference a person typed: refuse them at the door, with the field's name.
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+# One line of text typed by a person (a reason, a reference): no control characters.
+PlainText = Annotated[str, AfterValidator(_no_control)]

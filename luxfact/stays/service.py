@@ -156,6 +156,19 @@ async def _check_against_acts(repo: StayRepository, stay: Stay, event: rules.Eve
                 "discharge: correct or cancel it first.",
                 errors=[{"field": "at", "reason": "before an act of the stay"}],
                 act_id=str(late[0].id))
+        # Imported here: billing builds on stays, not the other way round.
+        from luxfact.billing.repository import BillingRepository
+
+        live = await BillingRepository(repo.session, repo.tenant_id).live_parts(stay.id)
+        billed_to = max((row.last_day for row in live if row.act_id is None), default=None)
+        if billed_to is not None and local_day(event.at) <= billed_to:
+            # Participation is due up to the day before discharge: days up to `billed_to`
+            # are on an invoice, and a discharge on or before it would make that invoice
+            # charge days the patient was not there.
+            raise Conflict(
+                f"Participation up to {billed_to} is invoiced already: a discharge on "
+                f"{local_day(event.at)} would make that invoice wrong. Credit it first.",
+                invoiced_until=str(billed_to))
     elif event.type == "transfer" and event.room_class and (
             undo or event.room_class != position.room_class):
         later = [a for a in await repo.acts(stay.id, include_cancelled=False)
