@@ -8,6 +8,7 @@ from starlette.staticfiles import StaticFiles
 from luxfact.audit import api as audit_api
 from luxfact.auth import api as auth_api
 from luxfact.billing import api as billing_api
+from luxfact.claims import api as claims_api
 from luxfact.health import api as health_api
 from luxfact.patients import api as patients_api
 from luxfact.stays import api as stays_api
@@ -71,6 +72,19 @@ def routes() -> list[BaseRoute]:
               methods=["POST"]),
         Route(f"{API}/invoices/{{invoice_id}}/reminders/{{number}}",
               billing_api.reminder_pdf, methods=["GET"]),
+        Route(f"{API}/claim-batches", claims_api.build_batch, methods=["POST"]),
+        Route(f"{API}/claim-batches", claims_api.list_batches, methods=["GET"]),
+        Route(f"{API}/claim-batches/{{batch_id}}", claims_api.get_batch, methods=["GET"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/errors", claims_api.batch_errors,
+              methods=["GET"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/validate", claims_api.validate_batch,
+              methods=["POST"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/freeze", claims_api.freeze_batch,
+              methods=["POST"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/sent", claims_api.mark_sent,
+              methods=["POST"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/file", claims_api.batch_file,
+              methods=["GET"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
     ]

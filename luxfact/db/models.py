@@ -3,6 +3,7 @@
 from luxfact.audit.models import AuditEvent
 from luxfact.auth.models import ApiKey, User
 from luxfact.billing.models import Invoice, InvoiceDocument, InvoiceLine, NumberCounter, Payment
+from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice
 from luxfact.db.base import metadata
 from luxfact.http.models import IdempotencyRecord
 from luxfact.patients.models import Coverage, Patient, PatientNameKey
@@ -24,6 +25,8 @@ __all__ = [
     "Act",
     "ApiKey",
     "AuditEvent",
+    "ClaimBatch",
+    "ClaimBatchInvoice",
     "Coverage",
     "IdempotencyRecord",
     "Invoice",

@@ -18,7 +18,8 @@ async def merge_patients(session: AsyncSession, tenant_id: uuid.UUID, survivor_i
     """Move the duplicate's stays and coverages to the survivor and retire the duplicate.
 
     Refused when the two are one, when either is already merged, when their coverages
-    conflict, and (once claims exist) while either has an invoice in an open claim batch.
+    conflict, and while either has an invoice in a claim batch not yet sent (the file
+    names the patient: it would then name one who no longer exists).
     """
     if survivor_id == duplicate_id:
         raise ValidationFailed(errors=[{"field": "duplicate_id",
@@ -41,6 +42,14 @@ async def merge_patients(session: AsyncSession, tenant_id: uuid.UUID, survivor_i
                                 await repo.coverages(duplicate_id))
     if reason:
         raise Conflict(f"Their coverages conflict ({reason}): correct them before merging.")
+    # Imported here: claims build on patients, not the other way round.
+    from luxfact.claims.repository import ClaimRepository
+
+    pending = await ClaimRepository(session, tenant_id).open_states_of_patient_invoices(
+        [survivor_id, duplicate_id])
+    if pending:
+        raise Conflict(f"{pending} invoice(s) of these patients are in a claim batch not yet "
+                       "sent: send the batch (or wait for the next one) before merging.")
     await StayRepository(session, tenant_id).move_stays(duplicate_id, survivor_id)
     await repo.move_coverages(duplicate_id, survivor_id)
     changes: dict[str, object] = {"updated_at": utcnow()}

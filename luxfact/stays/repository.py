@@ -134,6 +134,15 @@ class StayRepository:
         return list((await self.session.execute(BILLABLE_ACTS, {
             "tenant_id": self.tenant_id, "stay_id": stay_id})).all())
 
+    async def acts_by_id(self, act_ids: list[uuid.UUID]) -> dict[uuid.UUID, Row]:
+        """Modifiers and performer of acts named by their ids (a claim's lines)."""
+        if not act_ids:
+            return {}
+        rows = await self.session.execute(
+            select(A.c.id, A.c.modifiers, A.c.performer).where(
+                A.c.tenant_id == self.tenant_id, A.c.id.in_(act_ids)))
+        return {row.id: row for row in rows.all()}
+
     async def act(self, stay_id: uuid.UUID, act_id: uuid.UUID) -> Act | None:
         query = fresh(Act).where(A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,
                                   A.c.id == act_id)

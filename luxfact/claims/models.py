@@ -1,0 +1,56 @@
+"""Claim batches: the insurer invoices of one payer and month, sent as one XML file."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKeyConstraint, Index, LargeBinary, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from luxfact.db.base import created_at_field, id_field, tenant_id_field, utc_column
+
+
+class ClaimBatch(SQLModel, table=True):
+    __tablename__ = "claim_batches"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "file_reference"),
+        # One open batch per payer and month, even under concurrent builds.
+        Index("ix_claim_batches_one_open", "tenant_id", "payer", "period", unique=True,
+              postgresql_where=text("state = 'open'"), sqlite_where=text("state = 'open'")),
+        Index("ix_claim_batches_tenant_created", "tenant_id", "created_at", "id"),
+    )
+
+    tenant_id: uuid.UUID = tenant_id_field()
+    id: uuid.UUID = id_field()
+    payer: str = Field(max_length=60)
+    period: str = Field(max_length=7)             # YYYY-MM
+    # open, validated, frozen, sent, answered, reconciled
+    state: str = Field(max_length=12)
+    file_reference: str = Field(max_length=40)
+    invoice_count: int = 0
+    line_count: int = 0
+    gross_cents: int = 0
+    net_cents: int = 0
+    sha256: str | None = Field(default=None, max_length=64)
+    size: int | None = None
+    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    actor: str = Field(max_length=60)
+    frozen_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    version: int = 1
+    created_at: datetime = created_at_field()
+
+
+class ClaimBatchInvoice(SQLModel, table=True):
+    """An invoice in a batch: an invoice is claimed once (its primary key says so)."""
+
+    __tablename__ = "claim_batch_invoices"
+    __table_args__ = (
+        Index("ix_claim_batch_invoices_batch", "tenant_id", "batch_id"),
+        ForeignKeyConstraint(["tenant_id", "batch_id"],
+                             ["claim_batches.tenant_id", "claim_batches.id"]),
+        ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.id"]),
+    )
+
+    tenant_id: uuid.UUID = tenant_id_field()
+    invoice_id: uuid.UUID = Field(primary_key=True)
+    batch_id: uuid.UUID

@@ -1,0 +1,312 @@
+"""Claim batches: build one per payer and month, validate it, freeze its XML file, send it.
+
+Never commits: the request (or the command) commits or rolls back the whole.
+"""
+
+import asyncio
+import hashlib
+import io
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.billing.repository import BillingRepository
+from luxfact.claims import xml
+from luxfact.claims.document import (
+    ClaimHeader,
+    ClaimInvoice,
+    ClaimLine,
+    ClaimStay,
+    ClaimTotals,
+)
+from luxfact.claims.models import ClaimBatch
+from luxfact.claims.repository import ClaimRepository
+from luxfact.claims.schemas import BatchError, BatchIn
+from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.money import from_cents
+from luxfact.kit.time import LUXEMBOURG, utcnow
+from luxfact.patients.matricule import InvalidMatricule, parse
+from luxfact.patients.repository import PatientRepository
+from luxfact.stays.repository import StayRepository
+from luxfact.tariffs import catalogue as cat
+from luxfact.tariffs import service as tariffs
+from luxfact.tenancy.models import Tenant
+
+# How many invoices are read (and written) at a time: memory stays flat whatever the batch.
+CHUNK = 500
+
+
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    year, month = int(period[:4]), int(period[5:7])
+    start = datetime(year, month, 1, tzinfo=LUXEMBOURG)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=LUXEMBOURG)
+    return start, end
+
+
+async def build(session: AsyncSession, tenant: Tenant, data: BatchIn,
+                actor: str) -> tuple[ClaimBatch, bool]:
+    """The open batch of this payer and month, made now if there is none: (batch, created)."""
+    repo = ClaimRepository(session, tenant.id)
+    existing = await repo.open_batch(data.payer, data.period)
+    if existing is not None:
+        return existing, False
+    start, end = month_bounds(data.period)
+    invoice_ids = await repo.claimable(data.payer, start, end)
+    if not invoice_ids:
+        raise ValidationFailed(
+            f"No invoice of {data.payer} issued in {data.period} is left to claim.",
+            errors=[{"field": "period", "reason": "no insurer invoice to claim in this month"}])
+    batch_id = uuid.uuid4()
+    reference = f"LXF-{tenant.cns_provider_code}-{data.period.replace('-', '')}-" \
+                f"{batch_id.hex[:8].upper()}"
+    created = await repo.insert_open({
+        "id": batch_id, "payer": data.payer, "period": data.period, "state": "open",
+        "file_reference": reference, "invoice_count": len(invoice_ids), "line_count": 0,
+        "gross_cents": 0, "net_cents": 0, "actor": actor, "version": 1,
+        "created_at": utcnow()})
+    if not created:
+        # A concurrent build made the batch first: that one is the batch of this month.
+        existing = await repo.open_batch(data.payer, data.period)
+        assert existing is not None
+        return existing, False
+    await repo.add_invoices(batch_id, invoice_ids)
+    await record(session, "claim_batch.build", "claim_batch", batch_id,
+                 {"payer": data.payer, "period": data.period, "invoices": len(invoice_ids)},
+                 tenant_id=tenant.id)
+    batch = await repo.get(batch_id)
+    assert batch is not None
+    return batch, True
+
+
+async def get_batch(session: AsyncSession, tenant_id: uuid.UUID, batch_id: uuid.UUID,
+                    *, lock: bool = False) -> ClaimBatch:
+    batch = await ClaimRepository(session, tenant_id).get(batch_id, lock=lock)
+    if batch is None:
+        raise NotFound("No such claim batch.")
+    return batch
+
+
+# ------------------------------------------------------------------------- the contents
+
+
+@dataclass
+class _Loaded:
+    invoice: Any
+    lines: list[Any]
+    claim: ClaimInvoice | None
+    errors: list[BatchError]
+
+
+async def _load(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
+                invoice_ids: list[uuid.UUID]) -> list[_Loaded]:
+    """Invoices of a chunk with what the claim file says of them, and what is wrong."""
+    billing = BillingRepository(session, tenant.id)
+    invoices = {inv.id: inv for inv in await billing.many(invoice_ids)}
+    lines = await billing.lines_of(invoice_ids)
+    credited = {invoice_id: await billing.credited_seqs(invoice_id)
+                for invoice_id, inv in invoices.items() if inv.credited_cents}
+    patients = await PatientRepository(session, tenant.id).many(
+        sorted({inv.patient_id for inv in invoices.values()}))
+    stays = await StayRepository(session, tenant.id).many(
+        sorted({inv.stay_id for inv in invoices.values()}))
+    coverages = {}
+    for patient_id in {inv.patient_id for inv in invoices.values()}:
+        for coverage in await PatientRepository(session, tenant.id).coverages(patient_id):
+            coverages[coverage.id] = coverage
+    acts = await StayRepository(session, tenant.id).acts_by_id(
+        sorted({line.act_id for found in lines.values() for line in found if line.act_id}))
+    snapshot = await tariffs.snapshot(session, tenant.id)
+    others = await ClaimRepository(session, tenant.id).batch_of(invoice_ids)
+    loaded = []
+    for invoice_id in invoice_ids:
+        invoice = invoices[invoice_id]
+        live = [line for line in lines.get(invoice_id, [])
+                if line.seq not in credited.get(invoice_id, set())]
+        errors = _check(invoice, live, patients[invoice.patient_id], snapshot,
+                        others.get(invoice_id), batch.id)
+        claim = None
+        if not errors:
+            claim = _claim_invoice(invoice, live, patients[invoice.patient_id],
+                                   stays[invoice.stay_id], coverages.get(invoice.coverage_id),
+                                   acts)
+        loaded.append(_Loaded(invoice, live, claim, errors))
+    return loaded
+
+
+def _check(invoice: Any, lines: list[Any], patient: Any, snapshot: cat.TariffSnapshot,
+           other_batch: uuid.UUID | None, batch_id: uuid.UUID) -> list[BatchError]:
+    """The business rules a claim must satisfy before the insurer sees it."""
+    errors: list[BatchError] = []
+
+    def error(field: str, reason: str, line: int | None = None) -> None:
+        errors.append(BatchError(invoice_id=invoice.id, invoice_number=invoice.number,
+                                 stay_id=invoice.stay_id, line=line, field=field,
+                                 reason=reason))
+
+    if not patient.matricule:
+        error("matricule", "the patient has no national identification number "
+                           f"({patient.no_matricule_reason or 'unknown'}): register it first")
+    else:
+        try:
+            parse(patient.matricule)
+        except InvalidMatricule as exc:
+            error("matricule", f"the patient's identification number is invalid: {exc}")
+    if other_batch is not None and other_batch != batch_id:
+        error("invoice", "already claimed in another batch")
+    if not lines:
+        error("lines", "every line of the invoice is credited: nothing to claim")
+    if sum(line.amount_cents for line in lines) <= 0 and lines:
+        error("total", "the invoice claims nothing")
+    for line in lines:
+        if line.act_id is None:
+            error("code", "the daily participation is the patient's: not claimable", line.seq)
+            continue
+        try:
+            snapshot.act(line.code, line.day)
+        except cat.CatalogueError as exc:
+            error("code", f"{line.code} is not valid on {line.day}: {exc}", line.seq)
+        if line.amount_cents < 0:
+            error("amount", "negative amount", line.seq)
+    return errors
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(LUXEMBOURG) if moment else None
+
+
+def _claim_invoice(invoice: Any, lines: list[Any], patient: Any, stay: Any, coverage: Any,
+                   acts: dict[uuid.UUID, Any]) -> ClaimInvoice:
+    claim_lines = []
+    for line in lines:
+        act = acts.get(line.act_id)
+        claim_lines.append(ClaimLine(
+            reference=str(line.seq), code=line.code,
+            modifiers=tuple(act.modifiers) if act else (), day=line.day,
+            quantity=line.quantity, gross=from_cents(line.gross_cents),
+            net=from_cents(line.amount_cents), performer=act.performer if act else None))
+    return ClaimInvoice(
+        number=invoice.number, matricule=patient.matricule, issued_on=invoice.issued_on,
+        stay=ClaimStay(
+            reference=stay.external_id or str(stay.id), kind=stay.kind,
+            admitted_at=_local(stay.admitted_at),  # type: ignore[arg-type]
+            discharged_at=_local(stay.discharged_at), unit=stay.unit or "",
+            room_class=stay.room_class, payer=invoice.payer,
+            member_number=coverage.member_number if coverage else "",
+            accident_number=coverage.accident_number if coverage else None),
+        lines=tuple(claim_lines))
+
+
+async def errors_of(session: AsyncSession, tenant: Tenant, batch: ClaimBatch) -> list[BatchError]:
+    """Every error of the batch, pinned to its invoice and line."""
+    ids = await ClaimRepository(session, tenant.id).invoice_ids(batch.id)
+    found: list[BatchError] = []
+    for start in range(0, len(ids), CHUNK):
+        for item in await _load(session, tenant, batch, ids[start:start + CHUNK]):
+            found.extend(item.errors)
+    return found
+
+
+async def validate(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
+    batch = await get_batch(session, tenant.id, batch_id, lock=True)
+    if batch.state not in ("open", "validated"):
+        raise Conflict(f"The batch is {batch.state}: nothing in it can change.")
+    errors = await errors_of(session, tenant, batch)
+    if errors:
+        raise ValidationFailed(
+            f"The batch has {len(errors)} error(s): correct them (GET .../errors lists them).",
+            errors=[{"field": f"invoices.{e.invoice_number}"
+                              + (f".lines.{e.line}" if e.line else "") + f".{e.field}",
+                     "reason": e.reason} for e in errors[:200]])
+    await ClaimRepository(session, tenant.id).update(batch.id, {"state": "validated"})
+    return await get_batch(session, tenant.id, batch.id)
+
+
+async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
+    """Validate, then write the file (one invoice at a time, each checked against the
+    schema), store its bytes and SHA-256: from now on nothing in the batch changes."""
+    batch = await validate(session, tenant, batch_id)
+    repo = ClaimRepository(session, tenant.id)
+    ids = await repo.invoice_ids(batch.id)
+    totals = await _totals(session, tenant, batch, ids)
+    header = ClaimHeader(
+        provider_code=tenant.cns_provider_code, payer=batch.payer,
+        sent_on=utcnow().astimezone(LUXEMBOURG).date(), file_reference=batch.file_reference,
+        year=int(batch.period[:4]), month=int(batch.period[5:7]))
+    out = io.BytesIO()
+    chunks = [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)]
+    # The writer is synchronous (lxml's incremental writer) and runs in a thread; the
+    # invoices are read on the event loop, a chunk at a time, as it asks for them.
+    invoices = _blocking(_stream(session, tenant, batch, chunks), asyncio.get_running_loop())
+    try:
+        await asyncio.to_thread(xml.write_claim, out, header, totals, invoices)
+    except xml.InvalidInvoice as exc:
+        raise ValidationFailed(f"Invoice {exc.number} does not match the claim schema.",
+                               errors=[{"field": f"invoices.{exc.number}", "reason": message}
+                                       for message in exc.messages]) from None
+    except xml.ClaimsXmlError as exc:
+        # The header, or totals that changed while the file was written: nothing is stored.
+        raise ValidationFailed(f"The claim file could not be written: {exc}",
+                               errors=[{"field": "batch", "reason": str(exc)}]) from None
+    content = out.getvalue()
+    digest = hashlib.sha256(content).hexdigest()
+    await repo.update(batch.id, {
+        "state": "frozen", "content": content, "sha256": digest, "size": len(content),
+        "line_count": totals.lines, "gross_cents": int(totals.gross * 100),
+        "net_cents": int(totals.net * 100), "frozen_at": utcnow()})
+    await record(session, "claim_batch.freeze", "claim_batch", batch.id,
+                 {"sha256": digest, "invoices": totals.invoices, "lines": totals.lines},
+                 tenant_id=tenant.id)
+    return await get_batch(session, tenant.id, batch.id)
+
+
+async def _totals(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
+                  ids: list[uuid.UUID]) -> ClaimTotals:
+    """The header's control totals, computed before the invoices are written."""
+    count = lines = 0
+    gross = net = Decimal("0.00")
+    for start in range(0, len(ids), CHUNK):
+        for item in await _load(session, tenant, batch, ids[start:start + CHUNK]):
+            assert item.claim is not None
+            count += 1
+            lines += len(item.claim.lines)
+            gross += sum((line.gross for line in item.claim.lines), Decimal("0.00"))
+            net += sum((line.net for line in item.claim.lines), Decimal("0.00"))
+    return ClaimTotals(invoices=count, lines=lines, gross=gross, net=net)
+
+
+async def _stream(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
+                  chunks: list[list[uuid.UUID]]) -> AsyncIterator[ClaimInvoice]:
+    for chunk in chunks:
+        for item in await _load(session, tenant, batch, chunk):
+            assert item.claim is not None
+            yield item.claim
+
+
+def _blocking(source: AsyncIterator[ClaimInvoice],
+              loop: asyncio.AbstractEventLoop) -> Iterator[ClaimInvoice]:
+    """An async iterator read from another thread, one item at a time."""
+    async def following() -> ClaimInvoice:
+        return await anext(source)
+
+    while True:
+        try:
+            yield asyncio.run_coroutine_threadsafe(following(), loop).result()
+        except StopAsyncIteration:
+            return
+
+
+async def mark_sent(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
+    batch = await get_batch(session, tenant.id, batch_id, lock=True)
+    if batch.state != "frozen":
+        raise Conflict(f"The batch is {batch.state}: only a frozen batch is sent.")
+    await ClaimRepository(session, tenant.id).update(batch.id, {"state": "sent",
+                                                               "sent_at": utcnow()})
+    await record(session, "claim_batch.sent", "claim_batch", batch.id, {}, tenant_id=tenant.id)
+    return await get_batch(session, tenant.id, batch.id)
+
