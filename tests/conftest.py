@@ -180,4 +180,5 @@ def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
         "LUXFACT_DATABASE_URL": settings.database_url,
         "LUXFACT_APP_ROLE": settings.app_role,
         "LUXFACT_SECRET_KEY": settings.secret_key,
+        "LUXFACT_DOCUMENTS_DIR": str(settings.documents_dir),
     }

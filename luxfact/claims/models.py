@@ -8,14 +8,16 @@ from sqlmodel import Field, SQLModel
 
 from luxfact.db.base import created_at_field, id_field, tenant_id_field, utc_column
 
+NOT_FROZEN = "state IN ('open', 'validated')"
+
 
 class ClaimBatch(SQLModel, table=True):
     __tablename__ = "claim_batches"
     __table_args__ = (
         UniqueConstraint("tenant_id", "file_reference"),
-        # One open batch per payer and month, even under concurrent builds.
+        # One batch not yet frozen per payer and month, even under concurrent builds.
         Index("ix_claim_batches_one_open", "tenant_id", "payer", "period", unique=True,
-              postgresql_where=text("state = 'open'"), sqlite_where=text("state = 'open'")),
+              postgresql_where=text(NOT_FROZEN), sqlite_where=text(NOT_FROZEN)),
         Index("ix_claim_batches_tenant_created", "tenant_id", "created_at", "id"),
     )
 

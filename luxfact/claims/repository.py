@@ -31,7 +31,8 @@ class ClaimRepository:
 
     async def open_batch(self, payer: str, period: str) -> ClaimBatch | None:
         query = fresh(ClaimBatch).where(B.c.tenant_id == self.tenant_id, B.c.payer == payer,
-                                        B.c.period == period, B.c.state == "open")
+                                        B.c.period == period,
+                                        B.c.state.in_(("open", "validated")))
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
     async def insert_open(self, values: dict[str, Any]) -> bool:
@@ -41,7 +42,7 @@ class ClaimRepository:
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = builder(B).values(tenant_id=self.tenant_id, **values).on_conflict_do_nothing(
             index_elements=[B.c.tenant_id, B.c.payer, B.c.period],
-            index_where=B.c.state == "open").returning(B.c.id)
+            index_where=B.c.state.in_(("open", "validated"))).returning(B.c.id)
         return (await self.session.execute(statement)).first() is not None
 
     async def claimable(self, payer: str, start: datetime, end: datetime) -> list[uuid.UUID]:

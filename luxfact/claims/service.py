@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -227,7 +227,8 @@ async def validate(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -
     return await get_batch(session, tenant.id, batch.id)
 
 
-async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
+async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
+                 advance: Callable[[int], None] = lambda n: None) -> ClaimBatch:
     """Validate, then write the file (one invoice at a time, each checked against the
     schema), store its bytes and SHA-256: from now on nothing in the batch changes."""
     batch = await validate(session, tenant, batch_id)
@@ -242,7 +243,8 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> 
     chunks = [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)]
     # The writer is synchronous (lxml's incremental writer) and runs in a thread; the
     # invoices are read on the event loop, a chunk at a time, as it asks for them.
-    invoices = _blocking(_stream(session, tenant, batch, chunks), asyncio.get_running_loop())
+    invoices = _blocking(_stream(session, tenant, batch, chunks, advance),
+                         asyncio.get_running_loop())
     try:
         await asyncio.to_thread(xml.write_claim, out, header, totals, invoices)
     except xml.InvalidInvoice as exc:
@@ -281,11 +283,13 @@ async def _totals(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
 
 
 async def _stream(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
-                  chunks: list[list[uuid.UUID]]) -> AsyncIterator[ClaimInvoice]:
+                  chunks: list[list[uuid.UUID]],
+                  advance: Callable[[int], None]) -> AsyncIterator[ClaimInvoice]:
     for chunk in chunks:
         for item in await _load(session, tenant, batch, chunk):
             assert item.claim is not None
             yield item.claim
+        advance(len(chunk))
 
 
 def _blocking(source: AsyncIterator[ClaimInvoice],

@@ -441,7 +441,7 @@ def _local(moment: datetime) -> datetime:
 
 
 def _clock(moment: datetime) -> str:
-    return f"{moment:%H:%M:%S}"
+    return moment.time().isoformat(timespec="seconds")  # hh:mm:ss, faster than strftime
 
 
 # ------------------------------------------------------------------------ documents: read

@@ -2,6 +2,8 @@
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -122,3 +124,24 @@ async def test_twenty_concurrent_builds_make_one_batch(client: httpx.AsyncClient
     listed = (await client.get("/api/v1/claim-batches",
                                headers=hospitals.a.auth(Role.billing))).json()["items"]
     assert len(listed) == 1 and listed[0]["invoice_count"] == 3
+
+
+async def test_the_command_line_builds_freezes_and_prints_the_file(
+    client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str]
+) -> None:
+    invoices = await billed(client, hospitals.a, 1)
+    command = [sys.executable, "-m", "luxfact.cli.main", "claims", "build",
+               "--tenant", hospitals.a.slug, "--period", PERIOD]
+    done = await asyncio.to_thread(subprocess.run, command, env=cli_env, capture_output=True,
+                                   text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
+    content = await asyncio.to_thread(path.read_bytes)
+    assert invoices[0]["number"].encode() in content
+    listed = (await client.get("/api/v1/claim-batches",
+                               headers=hospitals.a.auth(Role.billing))).json()["items"]
+    assert [(b["state"], b["sha256"]) for b in listed] == [
+        ("frozen", hashlib.sha256(content).hexdigest())]
+    nothing = await asyncio.to_thread(subprocess.run, command, env=cli_env,
+                                      capture_output=True, text=True, timeout=120)
+    assert nothing.returncode != 0 and "left to claim" in nothing.stdout + nothing.stderr

@@ -47,7 +47,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'file_reference', name=op.f('uq_claim_batches_tenant_id_file_reference'))
     )
     with op.batch_alter_table('claim_batches', schema=None) as batch_op:
-        batch_op.create_index('ix_claim_batches_one_open', ['tenant_id', 'payer', 'period'], unique=True, postgresql_where=sa.text("state = 'open'"), sqlite_where=sa.text("state = 'open'"))
+        batch_op.create_index('ix_claim_batches_one_open', ['tenant_id', 'payer', 'period'], unique=True, postgresql_where=sa.text("state IN ('open', 'validated')"), sqlite_where=sa.text("state IN ('open', 'validated')"))
         batch_op.create_index('ix_claim_batches_tenant_created', ['tenant_id', 'created_at', 'id'], unique=False)
 
     op.create_table('claim_batch_invoices',
@@ -76,7 +76,7 @@ def downgrade() -> None:
     op.drop_table('claim_batch_invoices')
     with op.batch_alter_table('claim_batches', schema=None) as batch_op:
         batch_op.drop_index('ix_claim_batches_tenant_created')
-        batch_op.drop_index('ix_claim_batches_one_open', postgresql_where=sa.text("state = 'open'"), sqlite_where=sa.text("state = 'open'"))
+        batch_op.drop_index('ix_claim_batches_one_open', postgresql_where=sa.text("state IN ('open', 'validated')"), sqlite_where=sa.text("state IN ('open', 'validated')"))
 
     op.drop_table('claim_batches')
     # ### end Alembic commands ###

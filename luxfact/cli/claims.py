@@ -1,0 +1,50 @@
+"""`luxfact claims`: claim files from the command line."""
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from luxfact.claims import service
+from luxfact.claims.schemas import BatchIn
+from luxfact.cli.common import as_tenant, err, fail, owner_db, run, settings
+from luxfact.kit.errors import LuxfactError
+from luxfact.settings import Settings
+
+app = typer.Typer(help="Claims to the insurers.", no_args_is_help=True)
+
+
+@app.command()
+def build(tenant: str = typer.Option(..., "--tenant", help="The hospital's slug."),
+          period: str = typer.Option(..., "--period", help="The month issued, YYYY-MM."),
+          payer: str = typer.Option("CNS", "--payer", help="The insurer claimed.")) -> None:
+    """Build (or take the open) batch of a payer and month, validate and freeze it, and write
+    its file under LUXFACT_DOCUMENTS_DIR/claims/; the file's path is the last line printed."""
+    try:
+        data = BatchIn(payer=payer, period=period)
+    except ValueError as exc:
+        fail(f"--period or --payer: {exc}")
+    config = settings()
+    try:
+        path = run(_build(config, tenant, data))
+    except LuxfactError as exc:
+        for error in exc.errors:
+            err.print(f"{error.get('field')}: {error.get('reason')}")
+        fail(exc.detail)
+    print(path)
+
+
+async def _build(config: Settings, slug: str, data: BatchIn) -> str:
+    async with owner_db(config) as db:
+        async with as_tenant(db, slug) as (session, tenant):
+            batch, _ = await service.build(session, tenant, data, "cli")
+        async with as_tenant(db, slug) as (session, tenant):
+            with Progress(TextColumn("writing {task.description}"), BarColumn(),
+                          MofNCompleteColumn(), console=err, transient=True) as progress:
+                task = progress.add_task(batch.file_reference, total=batch.invoice_count)
+                frozen = (batch if batch.state == "frozen" else await service.freeze(
+                    session, tenant, batch.id, lambda n: progress.advance(task, n)))
+    directory = config.documents_dir / "claims"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{frozen.file_reference}.xml"
+    assert frozen.content is not None
+    path.write_bytes(frozen.content)
+    return str(path)
