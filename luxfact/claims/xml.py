@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -206,8 +206,10 @@ def write_claim(out: BinaryIO, header: ClaimHeader, totals: ClaimTotals,
                 if streamed != totals:
                     raise TotalsMismatch(totals, streamed)
             except ClaimsXmlError:
-                xf.flush()  # what was valid stays readable in the partial file
-                gate.shut()
+                try:
+                    xf.flush()  # what was valid stays readable in the partial file
+                finally:
+                    gate.shut()
                 raise
             except BaseException:
                 gate.shut()
@@ -216,7 +218,11 @@ def write_claim(out: BinaryIO, header: ClaimHeader, totals: ClaimTotals,
     return streamed
 
 
-def _write_body(xf: etree.xmlfile, head: Sequence[etree._Element],
+# `_Writer`: what `etree.xmlfile` yields (lxml's _IncrementalFileWriter, not exported).
+_Writer = Any
+
+
+def _write_body(xf: _Writer, head: Sequence[etree._Element],
                 invoices: Iterable[tuple[ClaimInvoice, etree._Element]]) -> ClaimTotals:
     for part in head:
         xf.write(_INDENT[1])
@@ -232,7 +238,7 @@ def _write_body(xf: etree.xmlfile, head: Sequence[etree._Element],
     return tally.totals()
 
 
-def _emit(xf: etree.xmlfile, element: etree._Element, depth: int) -> None:
+def _emit(xf: _Writer, element: etree._Element, depth: int) -> None:
     """Write a small element through the writer's contexts, so that it inherits the root's
     namespace declaration instead of repeating it (used for the header)."""
     with xf.element(element.tag):
@@ -249,7 +255,8 @@ def _checked_invoices(xsd: etree.XMLSchema, invoices: Iterable[ClaimInvoice],
                       ) -> Iterator[tuple[ClaimInvoice, etree._Element]]:
     """Each invoice with its `facture` element, valid on its own, or InvalidInvoice."""
     # Uniqueness across the file is the root's xs:unique, which a lone facture cannot
-    # check: the numbers seen so far are kept (a few dozen bytes per invoice).
+    # check: the numbers seen so far are kept (under 200 bytes per invoice, the only part
+    # of the memory that grows with the file).
     seen: set[str] = set()
     for invoice in invoices:
         try:
@@ -448,6 +455,7 @@ def _clock(moment: datetime) -> str:
 
 
 _DOCTYPE = b"<!DOCTYPE"
+_MAX_MESSAGES = 100
 
 
 def _untrusted_parser() -> etree.XMLParser:
@@ -470,7 +478,11 @@ def _load(data: bytes, name: str, max_bytes: int, directory: Path | None,
         schema(name, directory).assertValid(tree)
     except etree.DocumentInvalid as error:
         namespace = _target_namespace(name, directory)
-        raise invalid([_located(entry, namespace) for entry in error.error_log]) from None
+        entries = list(error.error_log)
+        messages = [_located(entry, namespace) for entry in entries[:_MAX_MESSAGES]]
+        if len(entries) > _MAX_MESSAGES:  # a wholly wrong file: the first ones tell enough
+            messages.append(f"... and {len(entries) - _MAX_MESSAGES} more errors")
+        raise invalid(messages) from None
     return tree
 
 
@@ -483,7 +495,8 @@ def _parse_untrusted(data: bytes, max_bytes: int,
                                 "are accepted"])
     # These files never have a DTD: refuse any before the parser sees it (entity bombs,
     # external entities, network DTDs). UTF-8 is required below, so a byte scan is enough;
-    # the check after parsing covers any other encoding.
+    # in any other encoding the hardened parser neither expands nor fetches (libxml2 also
+    # caps entity amplification) and the check after parsing refuses the DOCTYPE.
     if _DOCTYPE in data:
         raise UnsafeXml(["the file declares a DOCTYPE (DTD or entities), which these files "
                          "never have"])

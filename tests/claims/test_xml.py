@@ -411,3 +411,24 @@ def test_invalid_utf8_names_its_line() -> None:
         parse_return(INVALID_UTF8)
     line = INVALID_UTF8[:INVALID_UTF8.index(b"\xff")].count(b"\n") + 1
     assert caught.value.messages[0].startswith(f"line {line}"), caught.value.messages
+
+
+PAST_THE_SCAN = {
+    # libxml2's own amplification limit stops the bomb while the DTD is read.
+    "billion laughs": (BILLION_LAUGHS, InvalidReturn),
+    "external entity": (EXTERNAL_ENTITY, UnsafeXml),
+    "DTD over the network": (NETWORK_DTD, UnsafeXml),
+}
+
+
+@pytest.mark.parametrize(("data", "expected"), PAST_THE_SCAN.values(), ids=PAST_THE_SCAN.keys())
+def test_doctype_is_refused_even_past_the_byte_scan(
+        data: bytes, expected: type[Exception], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second line of defence alone: the hardened parser neither expands nor fetches,
+    and a DOCTYPE it read is refused."""
+    monkeypatch.setattr("luxfact.claims.xml._DOCTYPE", b"\x00no byte scan\x00")
+    started = time.perf_counter()
+    with pytest.raises(expected) as caught:
+        parse_return(data)
+    assert time.perf_counter() - started < 2
+    assert "root:" not in str(caught.value)  # /etc/passwd was not read into the document
