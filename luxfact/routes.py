@@ -85,6 +85,13 @@ def routes() -> list[BaseRoute]:
               methods=["POST"]),
         Route(f"{API}/claim-batches/{{batch_id}}/file", claims_api.batch_file,
               methods=["GET"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/return", claims_api.import_return,
+              methods=["POST"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/reconciliation", claims_api.reconcile,
+              methods=["GET"]),
+        Route(f"{API}/claim-batches/{{batch_id}}/reconciliation.csv", claims_api.reconcile_csv,
+              methods=["GET"]),
+        Route(f"{API}/claim-lines", claims_api.claim_lines, methods=["GET"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
     ]

@@ -1,15 +1,29 @@
 """/api/v1/claim-batches: build, check, validate, freeze, download and send claim files."""
 
+import csv
+import datetime as dt
+import io
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from luxfact.auth.roles import Role
-from luxfact.claims import service
+from luxfact.claims import returns, service
 from luxfact.claims.models import ClaimBatch
 from luxfact.claims.repository import ClaimRepository
 from luxfact.claims.schemas import BatchError, BatchIn, BatchOut, BatchState
 from luxfact.http.endpoint import Ctx, endpoint, json_response
-from luxfact.http.pagination import Page, PageQuery, decode_time_cursor, encode_cursor
-from luxfact.kit.errors import Conflict, NotFound
+from luxfact.http.pagination import (
+    Page,
+    PageQuery,
+    bad_cursor,
+    decode_cursor,
+    decode_time_cursor,
+    encode_cursor,
+)
+from luxfact.kit.errors import Conflict, NotFound, UnsupportedMediaType
 from luxfact.kit.money import cents_str
 from luxfact.tenancy.models import Tenant
 from luxfact.tenancy.service import tenant_by_id
@@ -110,3 +124,106 @@ async def batch_file(ctx: Ctx) -> Response:
     return Response(batch.content, media_type="application/xml", headers={
         "ETag": f'"{batch.sha256}"', "X-Content-SHA256": batch.sha256,
         "Content-Disposition": f'attachment; filename="{batch.file_reference}.xml"'})
+
+
+class ClaimLineQuery(PageQuery):
+    status: Literal["rejected", "partly_paid", "paid", "reversed"] = "rejected"
+
+
+class Figure(BaseModel):
+    count: int
+    claimed: str
+    paid: str
+
+
+class Reconciliation(BaseModel):
+    batch_id: uuid.UUID
+    state: str
+    claimed: Figure
+    paid: Figure
+    partly_paid: Figure
+    rejected: Figure
+    reversed: Figure
+    outstanding: Figure
+
+
+class ClaimLineOut(BaseModel):
+    invoice_id: uuid.UUID
+    invoice_number: str
+    stay_id: uuid.UUID
+    line: int
+    code: str
+    day: dt.date
+    status: str
+    claimed: str
+    paid: str
+    paid_code: str
+    anomalies: list[dict[str, str]]
+
+
+RETURN_TYPES = ("application/xml", "text/xml")
+
+
+@endpoint(*SENDERS, response=BatchOut)
+async def import_return(ctx: Ctx) -> Response:
+    """The insurer's answer (the return file as the body, `application/xml`): applied whole
+    or not at all; importing the same return again changes nothing."""
+    media = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in RETURN_TYPES:
+        raise UnsupportedMediaType("Send the return file as application/xml.")
+    result = await returns.import_return(ctx.session, await _tenant(ctx),
+                                         ctx.path_uuid("batch_id"), await ctx.request.body())
+    return json_response(batch_out(result.batch))
+
+
+def _figures(batch: ClaimBatch, figures: dict[str, dict[str, int]]) -> Reconciliation:
+    return Reconciliation(batch_id=batch.id, state=batch.state, **{
+        name: Figure(count=value["count"], claimed=cents_str(value["claimed_cents"]),
+                     paid=cents_str(value["paid_cents"])) for name, value in figures.items()})
+
+
+@endpoint(*READERS, response=Reconciliation)
+async def reconcile(ctx: Ctx) -> Response:
+    """Claimed, paid, partly paid, rejected, reversed and outstanding, in count and amount."""
+    batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
+    figures = await returns.reconciliation(ctx.session, ctx.tenant_id, batch)
+    return json_response(_figures(batch, figures))
+
+
+@endpoint(*READERS)
+async def reconcile_csv(ctx: Ctx) -> Response:
+    """The reconciliation as CSV, for a spreadsheet."""
+    batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
+    figures = _figures(batch, await returns.reconciliation(ctx.session, ctx.tenant_id, batch))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["status", "count", "claimed", "paid"])
+    for name in ("claimed", "paid", "partly_paid", "rejected", "reversed", "outstanding"):
+        figure: Figure = getattr(figures, name)
+        writer.writerow([name, figure.count, figure.claimed, figure.paid])
+    return Response(out.getvalue(), media_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{batch.file_reference}.csv"'})
+
+
+@endpoint(*READERS, query=ClaimLineQuery, response=Page[ClaimLineOut])
+async def claim_lines(ctx: Ctx) -> Response:
+    """The worklist: claimed lines by the insurer's answer (rejected ones by default)."""
+    query = ctx.query(ClaimLineQuery)
+    position = decode_cursor(query.cursor, 2)
+    after = None
+    if position is not None:
+        try:
+            after = (uuid.UUID(str(position[0])), int(position[1]))
+        except (TypeError, ValueError):
+            raise bad_cursor() from None
+    rows = await returns.worklist(ctx.session, ctx.tenant_id, query.status, query.limit + 1,
+                                  after)
+    shown = rows[:query.limit]
+    cursor = (encode_cursor([str(shown[-1].invoice_id), shown[-1].seq])
+              if len(rows) > query.limit else None)
+    return json_response(Page[ClaimLineOut](items=[ClaimLineOut(
+        invoice_id=row.invoice_id, invoice_number=row.number, stay_id=row.stay_id,
+        line=row.seq, code=row.code, day=row.day, status=row.status,
+        claimed=cents_str(row.claimed_cents), paid=cents_str(row.paid_cents),
+        paid_code=row.paid_code, anomalies=row.anomalies) for row in shown],
+        next_cursor=cursor))

@@ -7,6 +7,7 @@ from sqlalchemy import Column, ForeignKeyConstraint, Index, LargeBinary, UniqueC
 from sqlmodel import Field, SQLModel
 
 from luxfact.db.base import created_at_field, id_field, tenant_id_field, utc_column
+from luxfact.db.types import json_type
 
 NOT_FROZEN = "state IN ('open', 'validated')"
 
@@ -35,6 +36,9 @@ class ClaimBatch(SQLModel, table=True):
     sha256: str | None = Field(default=None, max_length=64)
     size: int | None = None
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # The insurer's id of the return imported (identifiantGroupeTraitementOrganisme): the
+    # same return imported again changes nothing.
+    return_id: str | None = Field(default=None, max_length=60)
     actor: str = Field(max_length=60)
     frozen_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
@@ -56,3 +60,32 @@ class ClaimBatchInvoice(SQLModel, table=True):
     tenant_id: uuid.UUID = tenant_id_field()
     invoice_id: uuid.UUID = Field(primary_key=True)
     batch_id: uuid.UUID
+
+
+class ClaimLineResult(SQLModel, table=True):
+    """What the insurer answered for one claimed line (or took back later)."""
+
+    __tablename__ = "claim_line_results"
+    __table_args__ = (
+        Index("ix_claim_line_results_status", "tenant_id", "status", "invoice_id", "seq"),
+        Index("ix_claim_line_results_batch", "tenant_id", "batch_id"),
+        ForeignKeyConstraint(["tenant_id", "batch_id"],
+                             ["claim_batches.tenant_id", "claim_batches.id"]),
+        ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.id"]),
+    )
+
+    tenant_id: uuid.UUID = tenant_id_field()
+    invoice_id: uuid.UUID = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    batch_id: uuid.UUID
+    # paid, partly_paid, rejected, reversed (a storno took it back)
+    status: str = Field(max_length=12)
+    claimed_cents: int
+    paid_cents: int
+    paid_code: str = Field(max_length=20)
+    insurer_invoice_id: str = Field(max_length=60)
+    insurer_line_id: str = Field(max_length=60)
+    return_id: str = Field(max_length=60)
+    anomalies: list[dict[str, str]] = Field(default_factory=list,
+                                            sa_column=Column(json_type(), nullable=False))
+    updated_at: datetime = created_at_field()

@@ -4,12 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.billing.models import Invoice
-from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice
+from luxfact.claims.models import NOT_FROZEN, ClaimBatch, ClaimBatchInvoice
 from luxfact.db.queries import fresh
 
 B = ClaimBatch.__table__  # type: ignore[attr-defined]
@@ -42,7 +42,9 @@ class ClaimRepository:
         builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = builder(B).values(tenant_id=self.tenant_id, **values).on_conflict_do_nothing(
             index_elements=[B.c.tenant_id, B.c.payer, B.c.period],
-            index_where=B.c.state.in_(("open", "validated"))).returning(B.c.id)
+            # The index's own predicate, as text: PostgreSQL matches it literally (a
+            # parameterised IN would not prove the partial index applies).
+            index_where=text(NOT_FROZEN)).returning(B.c.id)
         return (await self.session.execute(statement)).first() is not None
 
     async def claimable(self, payer: str, start: datetime, end: datetime) -> list[uuid.UUID]:

@@ -1,9 +1,12 @@
 """`luxfact claims`: claim files from the command line."""
 
+import sys
+from pathlib import Path
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from luxfact.claims import service
+from luxfact.claims import service, xml
 from luxfact.claims.schemas import BatchIn
 from luxfact.cli.common import as_tenant, err, fail, owner_db, run, settings
 from luxfact.kit.errors import LuxfactError
@@ -48,3 +51,27 @@ async def _build(config: Settings, slug: str, data: BatchIn) -> str:
     assert frozen.content is not None
     path.write_bytes(frozen.content)
     return str(path)
+
+
+@app.command("simulate-return")
+def simulate_return(batch_file: Path = typer.Argument(..., help="A frozen claim file."),
+                    output: Path | None = typer.Option(None, "--output",
+                                                       help="Default: standard output."),
+                    seed: int = typer.Option(0, help="Another seed, another answer.")) -> None:
+    """Write a plausible insurer answer to a claim file (most lines paid, some paid in part
+    or rejected with anomaly codes), for demonstrations and tests."""
+    from luxfact.claims import simulate  # only this command needs it
+
+    try:
+        claim = batch_file.read_bytes()
+    except OSError as exc:
+        fail(f"{batch_file}: {exc.strerror}")
+    try:
+        answer = simulate.simulate_return(claim, seed=seed)
+    except (xml.ClaimsXmlError, ValueError) as exc:
+        fail(f"{batch_file}: not a claim file this command can answer ({exc})")
+    if output is None:
+        sys.stdout.buffer.write(answer)
+    else:
+        output.write_bytes(answer)
+        err.print(f"written: {output}")

@@ -1,0 +1,187 @@
+"""The insurer's answer to a claim file: imported whole or not at all, once.
+
+A return is matched to the batch by the file reference it echoes and to invoices and lines
+by their references. Anything it names that the batch (or, for a storno, an earlier batch of
+this hospital) does not hold refuses the whole file, listing every unknown reference.
+"""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.billing.models import Invoice, InvoiceLine
+from luxfact.claims import xml
+from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice, ClaimLineResult
+from luxfact.claims.service import get_batch
+from luxfact.kit.errors import Conflict, ValidationFailed
+from luxfact.kit.time import utcnow
+from luxfact.tenancy.models import Tenant
+
+B = ClaimBatch.__table__  # type: ignore[attr-defined]
+BI = ClaimBatchInvoice.__table__  # type: ignore[attr-defined]
+R = ClaimLineResult.__table__  # type: ignore[attr-defined]
+I = Invoice.__table__  # type: ignore[attr-defined]  # noqa: E741
+L = InvoiceLine.__table__  # type: ignore[attr-defined]
+
+
+def _cents(amount: Decimal) -> int:
+    return int(amount * 100)
+
+
+def _status(claimed: int, paid: int) -> str:
+    if paid <= 0:
+        return "rejected"
+    return "paid" if paid >= claimed else "partly_paid"
+
+
+async def _claimed_lines(session: AsyncSession, tenant_id: uuid.UUID,
+                         batch_ids: list[uuid.UUID]) -> dict[tuple[str, str, str], Any]:
+    """(file reference, invoice number, line seq) -> (invoice id, seq, amount, batch id)."""
+    query = (select(B.c.file_reference, I.c.number, L.c.seq, L.c.invoice_id, L.c.amount_cents,
+                    B.c.id.label("batch_id"))
+             .select_from(BI.join(B, and_(B.c.tenant_id == BI.c.tenant_id,
+                                          B.c.id == BI.c.batch_id))
+                          .join(I, and_(I.c.tenant_id == BI.c.tenant_id,
+                                        I.c.id == BI.c.invoice_id))
+                          .join(L, and_(L.c.tenant_id == I.c.tenant_id,
+                                        L.c.invoice_id == I.c.id)))
+             .where(BI.c.tenant_id == tenant_id, BI.c.batch_id.in_(batch_ids)))
+    return {(row.file_reference, row.number, str(row.seq)): row
+            for row in (await session.execute(query)).all()}
+
+
+@dataclass
+class Imported:
+    batch: ClaimBatch
+    changed: bool
+
+
+async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
+                        data: bytes) -> Imported:
+    batch = await get_batch(session, tenant.id, batch_id, lock=True)
+    if batch.state not in ("sent", "answered"):
+        raise Conflict(f"The batch is {batch.state}: a return answers a batch that was sent.")
+    try:
+        answer = xml.parse_return(data)
+    except xml.ClaimsXmlError as exc:
+        raise ValidationFailed("The return file is refused; nothing was applied.",
+                               errors=[{"field": "file", "reason": message}
+                                       for message in exc.messages]) from None
+    problems = []
+    if answer.file_reference != batch.file_reference:
+        problems.append(f"it answers file {answer.file_reference}, not this batch's "
+                        f"{batch.file_reference}")
+    if answer.provider_code != tenant.cns_provider_code:
+        problems.append(f"it is addressed to provider {answer.provider_code}")
+    if problems:
+        raise ValidationFailed("The return file is not this batch's; nothing was applied.",
+                               errors=[{"field": "file", "reason": p} for p in problems])
+    if batch.return_id == answer.return_id:
+        return Imported(batch, False)  # the same return again: nothing changes
+    if batch.return_id is not None:
+        raise Conflict(f"The batch was answered already by return {batch.return_id}.")
+
+    earlier_refs = {storno.file_reference for storno in answer.stornos}
+    earlier = {row.file_reference: row.id for row in (await session.execute(
+        select(B.c.id, B.c.file_reference).where(
+            B.c.tenant_id == tenant.id, B.c.file_reference.in_(earlier_refs)))).all()}
+    claimed = await _claimed_lines(session, tenant.id, [batch.id, *earlier.values()])
+    rows, unknown = [], []
+    now = utcnow()
+    for invoice in answer.invoices:
+        for line in invoice.lines:
+            key = (batch.file_reference, invoice.reference, line.reference)
+            found = claimed.get(key)
+            if found is None:
+                unknown.append(f"invoice {invoice.reference} line {line.reference}")
+                continue
+            paid = _cents(line.net)
+            rows.append({
+                "invoice_id": found.invoice_id, "seq": found.seq, "batch_id": batch.id,
+                "status": _status(found.amount_cents, paid),
+                "claimed_cents": found.amount_cents, "paid_cents": paid,
+                "paid_code": line.paid_code, "insurer_invoice_id": invoice.insurer_id,
+                "insurer_line_id": line.insurer_id, "return_id": answer.return_id,
+                "anomalies": [{"type": a.type, "code": a.code, "label": a.label}
+                              for a in (*invoice.anomalies, *line.anomalies)],
+                "updated_at": now})
+    for storno in answer.stornos:
+        key = (storno.file_reference, storno.invoice_reference, storno.line_reference)
+        found = claimed.get(key)
+        if found is None:
+            unknown.append(f"storno of {storno.file_reference} invoice "
+                           f"{storno.invoice_reference} line {storno.line_reference}")
+            continue
+        rows.append({
+            "invoice_id": found.invoice_id, "seq": found.seq, "batch_id": found.batch_id,
+            "status": "reversed", "claimed_cents": found.amount_cents, "paid_cents": 0,
+            "paid_code": storno.paid_code, "insurer_invoice_id": storno.insurer_invoice_id,
+            "insurer_line_id": storno.insurer_line_id, "return_id": answer.return_id,
+            "anomalies": [{"type": a.type, "code": a.code, "label": a.label}
+                          for a in (*storno.invoice_anomalies, *storno.anomalies)],
+            "updated_at": now})
+    if unknown:
+        raise ValidationFailed(
+            f"The return names {len(unknown)} reference(s) this hospital never claimed; "
+            "nothing was applied.",
+            errors=[{"field": "file", "reason": f"unknown {what}"} for what in unknown])
+    await _upsert(session, tenant.id, rows)
+    await session.execute(B.update().where(B.c.tenant_id == tenant.id, B.c.id == batch.id)
+                          .values(state="answered", return_id=answer.return_id,
+                                  version=B.c.version + 1))
+    await record(session, "claim_batch.return", "claim_batch", batch.id,
+                 {"return": answer.return_id, "lines": len(rows)}, tenant_id=tenant.id)
+    return Imported(await get_batch(session, tenant.id, batch.id), True)
+
+
+async def _upsert(session: AsyncSession, tenant_id: uuid.UUID, rows: list[dict]) -> None:
+    if not rows:
+        return
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = builder(R)
+    statement = statement.on_conflict_do_update(
+        index_elements=[R.c.tenant_id, R.c.invoice_id, R.c.seq],
+        set_={name: statement.excluded[name] for name in (
+            "batch_id", "status", "claimed_cents", "paid_cents", "paid_code",
+            "insurer_invoice_id", "insurer_line_id", "return_id", "anomalies", "updated_at")})
+    await session.execute(statement, [{"tenant_id": tenant_id, **row} for row in rows])
+
+
+async def reconciliation(session: AsyncSession, tenant_id: uuid.UUID,
+                         batch: ClaimBatch) -> dict[str, dict[str, Any]]:
+    """Claimed, paid, partly paid, rejected, reversed and outstanding: counts and amounts."""
+    claimed = await _claimed_lines(session, tenant_id, [batch.id])
+    results = {(row.invoice_id, row.seq): row for row in (await session.execute(
+        select(R).where(R.c.tenant_id == tenant_id, R.c.batch_id == batch.id))).all()}
+    figures = {name: {"count": 0, "claimed_cents": 0, "paid_cents": 0} for name in (
+        "claimed", "paid", "partly_paid", "rejected", "reversed", "outstanding")}
+    for line in claimed.values():
+        result = results.get((line.invoice_id, line.seq))
+        status = result.status if result is not None else "outstanding"
+        for name in ("claimed", status):
+            figures[name]["count"] += 1
+            figures[name]["claimed_cents"] += line.amount_cents
+            figures[name]["paid_cents"] += result.paid_cents if result is not None else 0
+    return figures
+
+
+async def worklist(session: AsyncSession, tenant_id: uuid.UUID, status: str, limit: int,
+                   after: tuple[uuid.UUID, int] | None) -> list[Any]:
+    query = (select(R, I.c.number, I.c.stay_id, L.c.code, L.c.day)
+             .select_from(R.join(I, and_(I.c.tenant_id == R.c.tenant_id,
+                                         I.c.id == R.c.invoice_id))
+                          .join(L, and_(L.c.tenant_id == R.c.tenant_id,
+                                        L.c.invoice_id == R.c.invoice_id, L.c.seq == R.c.seq)))
+             .where(R.c.tenant_id == tenant_id, R.c.status == status))
+    if after is not None:
+        query = query.where((R.c.invoice_id > after[0])
+                            | ((R.c.invoice_id == after[0]) & (R.c.seq > after[1])))
+    query = query.order_by(R.c.invoice_id, R.c.seq).limit(limit)
+    return list((await session.execute(query)).all())
