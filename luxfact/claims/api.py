@@ -4,10 +4,11 @@ import csv
 import datetime as dt
 import io
 import uuid
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from luxfact.auth.roles import Role
 from luxfact.claims import returns, service
@@ -117,12 +118,27 @@ async def mark_sent(ctx: Ctx) -> Response:
 
 @endpoint(*READERS)
 async def batch_file(ctx: Ctx) -> Response:
-    """The frozen claim file, byte for byte."""
+    """The frozen claim file, byte for byte (streamed: it can weigh hundreds of MB)."""
     batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
-    if batch.content is None or batch.sha256 is None:
+    if batch.sha256 is None:
         raise Conflict(f"The batch is {batch.state}: its file exists once it is frozen.")
-    return Response(batch.content, media_type="application/xml", headers={
+    db, tenant_id, batch_id = ctx.request.state.db, ctx.tenant_id, batch.id
+
+    async def pieces() -> AsyncIterator[bytes]:
+        # Each piece read in a short transaction of its own, after this request's one has
+        # ended: the stored pieces never change once frozen.
+        n = 0
+        while True:
+            async with db.transaction() as session:
+                piece = await ClaimRepository(session, tenant_id).file_chunk(batch_id, n)
+            if piece is None:
+                return
+            yield piece
+            n += 1
+
+    return StreamingResponse(pieces(), media_type="application/xml", headers={
         "ETag": f'"{batch.sha256}"', "X-Content-SHA256": batch.sha256,
+        "Content-Length": str(batch.size),
         "Content-Disposition": f'attachment; filename="{batch.file_reference}.xml"'})
 
 
@@ -164,7 +180,7 @@ class ClaimLineOut(BaseModel):
 RETURN_TYPES = ("application/xml", "text/xml")
 
 
-@endpoint(*SENDERS, response=BatchOut)
+@endpoint(*SENDERS, response=BatchOut, raw_body="application/xml")
 async def import_return(ctx: Ctx) -> Response:
     """The insurer's answer (the return file as the body, `application/xml`): applied whole
     or not at all; importing the same return again changes nothing."""

@@ -35,7 +35,6 @@ class ClaimBatch(SQLModel, table=True):
     net_cents: int = 0
     sha256: str | None = Field(default=None, max_length=64)
     size: int | None = None
-    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     # The insurer's id of the return imported (identifiantGroupeTraitementOrganisme): the
     # same return imported again changes nothing.
     return_id: str | None = Field(default=None, max_length=60)
@@ -44,6 +43,22 @@ class ClaimBatch(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     version: int = 1
     created_at: datetime = created_at_field()
+
+
+class ClaimFileChunk(SQLModel, table=True):
+    """A frozen claim file, in pieces of 1 MiB: a month's file can weigh hundreds of MB, and
+    is written, stored and served a piece at a time, never held whole in memory."""
+
+    __tablename__ = "claim_file_chunks"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "batch_id"],
+                             ["claim_batches.tenant_id", "claim_batches.id"]),
+    )
+
+    tenant_id: uuid.UUID = tenant_id_field()
+    batch_id: uuid.UUID = Field(primary_key=True)
+    n: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class ClaimBatchInvoice(SQLModel, table=True):

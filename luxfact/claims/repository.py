@@ -1,21 +1,26 @@
 """Every query of claim batches, within one tenant."""
 
+import asyncio
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import and_, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.billing.models import Invoice
-from luxfact.claims.models import NOT_FROZEN, ClaimBatch, ClaimBatchInvoice
+from luxfact.claims.models import NOT_FROZEN, ClaimBatch, ClaimBatchInvoice, ClaimFileChunk
 from luxfact.db.queries import fresh
 
 B = ClaimBatch.__table__  # type: ignore[attr-defined]
 BI = ClaimBatchInvoice.__table__  # type: ignore[attr-defined]
 I = Invoice.__table__  # type: ignore[attr-defined]  # noqa: E741
-INSERT_MEMBERS = insert(BI)
+FC = ClaimFileChunk.__table__  # type: ignore[attr-defined]
+INSERT_MEMBERS, INSERT_CHUNK = insert(BI), insert(FC)
+
+
+CHUNK_BYTES = 1024 * 1024
 
 
 class ClaimRepository:
@@ -92,6 +97,19 @@ class ClaimRepository:
                  .where(BI.c.tenant_id == self.tenant_id, I.c.patient_id.in_(patient_ids),
                         B.c.state.in_(("open", "validated", "frozen"))))
         return int((await self.session.execute(query)).scalar_one())
+
+    async def store_file(self, batch_id: uuid.UUID, source: BinaryIO) -> None:
+        """Store the file read from `source` as numbered pieces."""
+        n = 0
+        while piece := await asyncio.to_thread(source.read, CHUNK_BYTES):
+            await self.session.execute(INSERT_CHUNK, {
+                "tenant_id": self.tenant_id, "batch_id": batch_id, "n": n, "data": piece})
+            n += 1
+
+    async def file_chunk(self, batch_id: uuid.UUID, n: int) -> bytes | None:
+        row = (await self.session.execute(select(FC.c.data).where(
+            FC.c.tenant_id == self.tenant_id, FC.c.batch_id == batch_id, FC.c.n == n))).first()
+        return row[0] if row else None
 
     async def update(self, batch_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(

@@ -5,13 +5,13 @@ Never commits: the request (or the command) commits or rolls back the whole.
 
 import asyncio
 import hashlib
-import io
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,6 +59,10 @@ async def build(session: AsyncSession, tenant: Tenant, data: BatchIn,
     start, end = month_bounds(data.period)
     invoice_ids = await repo.claimable(data.payer, start, end)
     if not invoice_ids:
+        # A concurrent build may have just taken them all into its batch: that is the one.
+        existing = await repo.open_batch(data.payer, data.period)
+        if existing is not None:
+            return existing, False
         raise ValidationFailed(
             f"No invoice of {data.payer} issued in {data.period} is left to claim.",
             errors=[{"field": "period", "reason": "no insurer invoice to claim in this month"}])
@@ -239,7 +243,8 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
         provider_code=tenant.cns_provider_code, payer=batch.payer,
         sent_on=utcnow().astimezone(LUXEMBOURG).date(), file_reference=batch.file_reference,
         year=int(batch.period[:4]), month=int(batch.period[5:7]))
-    out = io.BytesIO()
+    # Written to a temporary file and hashed on the way: memory stays flat however big.
+    out = _Hashing(tempfile.TemporaryFile())  # noqa: SIM115 (closed below)
     chunks = [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)]
     # The writer is synchronous (lxml's incremental writer) and runs in a thread; the
     # invoices are read on the event loop, a chunk at a time, as it asks for them.
@@ -248,17 +253,26 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
     try:
         await asyncio.to_thread(xml.write_claim, out, header, totals, invoices)
     except xml.InvalidInvoice as exc:
+        out.file.close()
         raise ValidationFailed(f"Invoice {exc.number} does not match the claim schema.",
                                errors=[{"field": f"invoices.{exc.number}", "reason": message}
                                        for message in exc.messages]) from None
     except xml.ClaimsXmlError as exc:
         # The header, or totals that changed while the file was written: nothing is stored.
+        out.file.close()
         raise ValidationFailed(f"The claim file could not be written: {exc}",
                                errors=[{"field": "batch", "reason": str(exc)}]) from None
-    content = out.getvalue()
-    digest = hashlib.sha256(content).hexdigest()
+    except BaseException:
+        out.file.close()
+        raise
+    digest, size = out.sha256.hexdigest(), out.size
+    out.file.seek(0)
+    try:
+        await repo.store_file(batch.id, out.file)
+    finally:
+        out.file.close()
     await repo.update(batch.id, {
-        "state": "frozen", "content": content, "sha256": digest, "size": len(content),
+        "state": "frozen", "sha256": digest, "size": size,
         "line_count": totals.lines, "gross_cents": int(totals.gross * 100),
         "net_cents": int(totals.net * 100), "frozen_at": utcnow()})
     await record(session, "claim_batch.freeze", "claim_batch", batch.id,
@@ -303,6 +317,23 @@ def _blocking(source: AsyncIterator[ClaimInvoice],
             yield asyncio.run_coroutine_threadsafe(following(), loop).result()
         except StopAsyncIteration:
             return
+
+
+class _Hashing:
+    """A binary file that keeps the SHA-256 and size of what is written to it."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 async def mark_sent(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:

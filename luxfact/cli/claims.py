@@ -7,6 +7,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from luxfact.claims import service, xml
+from luxfact.claims.repository import ClaimRepository
 from luxfact.claims.schemas import BatchIn
 from luxfact.cli.common import as_tenant, err, fail, owner_db, run, settings
 from luxfact.kit.errors import LuxfactError
@@ -45,11 +46,16 @@ async def _build(config: Settings, slug: str, data: BatchIn) -> str:
                 task = progress.add_task(batch.file_reference, total=batch.invoice_count)
                 frozen = (batch if batch.state == "frozen" else await service.freeze(
                     session, tenant, batch.id, lambda n: progress.advance(task, n)))
-    directory = config.documents_dir / "claims"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{frozen.file_reference}.xml"
-    assert frozen.content is not None
-    path.write_bytes(frozen.content)
+        directory = config.documents_dir / "claims"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{frozen.file_reference}.xml"
+        async with as_tenant(db, slug) as (session, tenant):
+            repo = ClaimRepository(session, tenant.id)
+            with path.open("wb") as out:
+                n = 0
+                while (piece := await repo.file_chunk(frozen.id, n)) is not None:
+                    out.write(piece)
+                    n += 1
     return str(path)
 
 

@@ -3,7 +3,7 @@
 from luxfact.audit.models import AuditEvent
 from luxfact.auth.models import ApiKey, User
 from luxfact.billing.models import Invoice, InvoiceDocument, InvoiceLine, NumberCounter, Payment
-from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice, ClaimLineResult
+from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice, ClaimFileChunk, ClaimLineResult
 from luxfact.db.base import metadata
 from luxfact.http.models import IdempotencyRecord
 from luxfact.patients.models import Coverage, Patient, PatientNameKey
@@ -27,6 +27,7 @@ __all__ = [
     "AuditEvent",
     "ClaimBatch",
     "ClaimBatchInvoice",
+    "ClaimFileChunk",
     "ClaimLineResult",
     "Coverage",
     "IdempotencyRecord",

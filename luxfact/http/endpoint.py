@@ -137,17 +137,21 @@ class EndpointDoc:
     etag: bool = False  # answers with an ETag; a PATCH needs If-Match
     # Other success statuses with the same body, e.g. (200, "Dry run: nothing stored").
     also: tuple[tuple[int, str], ...] = ()
+    # A body that is not JSON (a file), by its media type; the handler reads it itself.
+    raw_body: str | None = None
 
 
 def endpoint(
     *roles: Role, idempotent: bool = False, body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
     status: int = 200, etag: bool = False, also: tuple[tuple[int, str], ...] = (),
+    raw_body: str | None = None,
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Declare an endpoint: the roles allowed, whether it honours Idempotency-Key, and the
     schemas of its body, query and response (the OpenAPI document is made from them)."""
     allowed = frozenset(roles)
-    doc = EndpointDoc(allowed, idempotent, body, query, response, status, etag, also)
+    doc = EndpointDoc(allowed, idempotent, body, query, response, status, etag, also,
+                      raw_body)
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:

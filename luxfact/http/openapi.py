@@ -46,7 +46,7 @@ ERRORS = {
 
 def _problem_responses(doc: EndpointDoc, method: str) -> dict[str, Any]:
     codes = ["401", "403", "404", "409", "422", "503"]
-    if doc.body is not None:
+    if doc.body is not None or doc.raw_body is not None:
         codes += ["400", "413", "415"]
     if method == "patch" and doc.etag:
         codes += ["412", "428"]
@@ -106,6 +106,9 @@ def _operation(route: Route, method: str, doc: EndpointDoc) -> dict[str, Any]:
     if doc.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model=_name(doc.body))}}}}
+    if doc.raw_body is not None:
+        operation["requestBody"] = {"required": True, "content": {doc.raw_body: {
+            "schema": {"type": "string"}}}}
     return operation
 
 

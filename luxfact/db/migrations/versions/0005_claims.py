@@ -1,7 +1,7 @@
 """claims
 
 Claim batches (one not yet frozen per payer and month), the invoices they claim (each
-once), and what the insurer answered for each line.
+once), their frozen files in 1 MiB pieces, and what the insurer answered for each line.
 
 Revision ID: 0005
 Revises: 0004
@@ -38,7 +38,6 @@ def upgrade() -> None:
     sa.Column('net_cents', sa.Integer(), nullable=False),
     sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('size', sa.Integer(), nullable=True),
-    sa.Column('content', sa.LargeBinary(), nullable=True),
     sa.Column('return_id', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=False),
     sa.Column('frozen_at', UTCDateTime(), nullable=True),
@@ -53,6 +52,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_claim_batches_one_open', ['tenant_id', 'payer', 'period'], unique=True, postgresql_where=sa.text("state IN ('open', 'validated')"), sqlite_where=sa.text("state IN ('open', 'validated')"))
         batch_op.create_index('ix_claim_batches_tenant_created', ['tenant_id', 'created_at', 'id'], unique=False)
 
+    op.create_table('claim_file_chunks',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('batch_id', sa.Uuid(), nullable=False),
+    sa.Column('n', sa.Integer(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id', 'batch_id'], ['claim_batches.tenant_id', 'claim_batches.id'], name=op.f('fk_claim_file_chunks_tenant_id_batch_id_claim_batches')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_claim_file_chunks_tenant_id_tenants'), ondelete='RESTRICT'),
+    sa.PrimaryKeyConstraint('tenant_id', 'batch_id', 'n', name=op.f('pk_claim_file_chunks'))
+    )
     op.create_table('claim_batch_invoices',
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.Column('invoice_id', sa.Uuid(), nullable=False),
@@ -90,7 +98,8 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     conn = op.get_bind()
-    for table in ("claim_batches", "claim_batch_invoices", "claim_line_results"):
+    for table in ("claim_batches", "claim_batch_invoices", "claim_file_chunks",
+                  "claim_line_results"):
         rls.enable_tenant_rls(conn, table)
 
 
@@ -105,6 +114,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_claim_batch_invoices_batch')
 
     op.drop_table('claim_batch_invoices')
+    op.drop_table('claim_file_chunks')
     with op.batch_alter_table('claim_batches', schema=None) as batch_op:
         batch_op.drop_index('ix_claim_batches_tenant_created')
         batch_op.drop_index('ix_claim_batches_one_open', postgresql_where=sa.text("state IN ('open', 'validated')"), sqlite_where=sa.text("state IN ('open', 'validated')"))
