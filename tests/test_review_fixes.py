@@ -130,3 +130,13 @@ async def test_idempotent_replay_keeps_etag_and_location(client: httpx.AsyncClie
     again = await client.post("/api/v1/patients", json=body, headers=headers)
     assert again.headers["etag"] == first.headers["etag"] == '"1"'
     assert again.headers["location"] == first.headers["location"]
+
+
+async def test_a_query_parameter_given_twice_is_refused(client, hospitals) -> None:  # type: ignore[no-untyped-def]
+    from luxfact.auth.roles import Role
+
+    response = await client.get("/api/v1/patients?matricule=1&matricule=2",
+                                headers=hospitals.a.auth(Role.clerk))
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": "query.matricule",
+                                          "reason": "given more than once"}]

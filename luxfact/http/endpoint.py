@@ -64,8 +64,16 @@ class Ctx:
 
     def query(self, schema: type[M]) -> M:
         """The query string as `schema`; an endpoint without one accepts no parameters."""
+        items = self.request.query_params.multi_items()
+        repeated = sorted({name for name, _ in items
+                           if sum(1 for other, _ in items if other == name) > 1})
+        if repeated:
+            # A parameter given twice would silently keep one value: say so instead.
+            raise ValidationFailed(errors=[{"field": f"query.{name}",
+                                            "reason": "given more than once"}
+                                           for name in repeated])
         try:
-            return schema.model_validate(dict(self.request.query_params))
+            return schema.model_validate(dict(items))
         except ValidationError as exc:
             raise ValidationFailed(errors=problems.field_errors(exc, "query.")) from None
 
