@@ -30,7 +30,7 @@ from luxfact.claims.repository import ClaimRepository
 from luxfact.claims.schemas import BatchError, BatchIn
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import from_cents
-from luxfact.kit.time import LUXEMBOURG, utcnow
+from luxfact.kit.time import LUXEMBOURG, month_bounds, utcnow
 from luxfact.patients.matricule import InvalidMatricule, parse
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays.repository import StayRepository
@@ -42,13 +42,6 @@ from luxfact.tenancy.models import Tenant
 CHUNK = 500
 
 
-def month_bounds(period: str) -> tuple[datetime, datetime]:
-    year, month = int(period[:4]), int(period[5:7])
-    start = datetime(year, month, 1, tzinfo=LUXEMBOURG)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=LUXEMBOURG)
-    return start, end
-
-
 async def build(session: AsyncSession, tenant: Tenant, data: BatchIn,
                 actor: str) -> tuple[ClaimBatch, bool]:
     """The open batch of this payer and month, made now if there is none: (batch, created)."""
@@ -56,7 +49,7 @@ async def build(session: AsyncSession, tenant: Tenant, data: BatchIn,
     existing = await repo.open_batch(data.payer, data.period)
     if existing is not None:
         return existing, False
-    start, end = month_bounds(data.period)
+    start, end = month_bounds(int(data.period[:4]), int(data.period[5:7]))
     invoice_ids = await repo.claimable(data.payer, start, end)
     if not invoice_ids:
         # A concurrent build may have just taken them all into its batch: that is the one.

@@ -11,22 +11,19 @@ from luxfact.billing import documents, rendering
 from luxfact.billing.repository import BillingRepository
 from luxfact.cli.common import as_tenant, console, err, fail, owner_db, run, settings
 from luxfact.kit import context
-from luxfact.kit.time import LUXEMBOURG
+from luxfact.kit.time import month_bounds
 from luxfact.settings import Settings
 
 app = typer.Typer(help="Invoice documents.", no_args_is_help=True)
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
-def month_bounds(period: str) -> tuple[datetime, datetime]:
+def period_bounds(period: str) -> tuple[datetime, datetime]:
     """A YYYY-MM month as [start, end) in Luxembourg time."""
     match = PERIOD.match(period)
     if not match:
         fail(f"--period {period!r}: expected YYYY-MM, e.g. 2026-11")
-    year, month = int(match[1]), int(match[2])
-    start = datetime(year, month, 1, tzinfo=LUXEMBOURG)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=LUXEMBOURG)
-    return start, end
+    return month_bounds(int(match[1]), int(match[2]))
 
 
 @app.command()
@@ -35,7 +32,7 @@ def render(tenant: str = typer.Option(..., "--tenant", help="The hospital's slug
            workers: int = typer.Option(0, help="Rendering processes (0: one per core).")) -> None:
     """Render and archive the PDF of every patient invoice and credit note issued in a month
     that has none yet. Safe to rerun: archived documents are never rendered again."""
-    start, end = month_bounds(period)
+    start, end = period_bounds(period)
     config = settings()
     if workers:
         config = Settings(**{**config.model_dump(), "render_workers": workers})
