@@ -3,6 +3,7 @@
 import random
 import uuid
 from datetime import date, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -375,3 +376,39 @@ async def test_each_line_explains_its_own_act(client: httpx.AsyncClient,
         assert head.startswith(f"Line {line['act_id']}: CP1") and head.endswith(line["day"])
         assert "45.00" in body
     assert len({line["explanation"] for line in rooms}) == 3
+
+
+async def test_each_payer_gets_its_part(client: httpx.AsyncClient,
+                                        hospitals: Hospitals) -> None:
+    """The statutory fund the act, a complementary insurer the first-class surcharge, a
+    work-accident insurer the act of an accident, and the patient the rest."""
+    a = hospitals.a
+    clerk = a.auth(Role.clerk)
+    stay = await admit(client, a, room_class="first")
+    patient_url = f"/api/v1/patients/{stay['patient_id']}/coverages"
+    added = await client.post(patient_url, json={
+        "kind": "complementary", "payer": "Mutuelle", "first_class": True,
+        "valid_from": "2020-01-01"}, headers=clerk)
+    assert added.status_code == 201, added.text
+    assert (await act(client, a, stay, code="V1", performer="12345678")).status_code == 201
+    await move(client, a, stay, type="discharge", at=DISCHARGED)
+    invoices = (await bill(client, a, stay)).json()["invoices"]
+    by_payer = {i["payer"]: i for i in invoices}
+    assert set(by_payer) == {"CNS", "Mutuelle", "patient"}
+    (cns_line,) = by_payer["CNS"]["lines"]
+    (surcharge,) = by_payer["Mutuelle"]["lines"]
+    assert (cns_line["part"], surcharge["part"]) == ("insurer", "complementary")
+    assert cns_line["act_id"] == surcharge["act_id"]
+    # Together the parts bill the line's gross exactly once.
+    assert Decimal(cns_line["amount"]) + Decimal(surcharge["amount"]) == \
+        Decimal(cns_line["gross"])
+    assert [line["code"] for line in by_payer["patient"]["lines"]] == ["PARTICIPATION"]
+
+    accident = await admit(client, a)
+    await client.post(f"/api/v1/patients/{accident['patient_id']}/coverages", json={
+        "kind": "accident", "payer": "AAA", "accident_number": "U123456789",
+        "valid_from": "2026-03-01", "valid_to": "2026-03-31"}, headers=clerk)
+    await act(client, a, accident, code="V1", performer="12345678")
+    await move(client, a, accident, type="discharge", at=DISCHARGED)
+    payers = [i["payer"] for i in (await bill(client, a, accident)).json()["invoices"]]
+    assert payers == ["AAA", "patient"]  # the accident insurer before the statutory fund
