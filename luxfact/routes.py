@@ -92,6 +92,8 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/claim-batches/{{batch_id}}/reconciliation.csv", claims_api.reconcile_csv,
               methods=["GET"]),
         Route(f"{API}/claim-lines", claims_api.claim_lines, methods=["GET"]),
+        Route(f"{API}/claim-lines/{{invoice_id}}/{{line}}/write-off", claims_api.write_off,
+              methods=["POST"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
     ]

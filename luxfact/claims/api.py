@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from luxfact.auth.roles import Role
@@ -26,6 +26,7 @@ from luxfact.http.pagination import (
 )
 from luxfact.kit.errors import Conflict, NotFound, UnsupportedMediaType
 from luxfact.kit.money import cents_str
+from luxfact.kit.types import PlainText
 from luxfact.tenancy.models import Tenant
 from luxfact.tenancy.service import tenant_by_id
 
@@ -143,7 +144,7 @@ async def batch_file(ctx: Ctx) -> Response:
 
 
 class ClaimLineQuery(PageQuery):
-    status: Literal["rejected", "partly_paid", "paid", "reversed"] = "rejected"
+    status: Literal["rejected", "partly_paid", "paid", "reversed", "written_off"] = "rejected"
 
 
 class Figure(BaseModel):
@@ -160,6 +161,7 @@ class Reconciliation(BaseModel):
     partly_paid: Figure
     rejected: Figure
     reversed: Figure
+    written_off: Figure
     outstanding: Figure
 
 
@@ -200,7 +202,8 @@ def _figures(batch: ClaimBatch, figures: dict[str, dict[str, int]]) -> Reconcili
 
 @endpoint(*READERS, response=Reconciliation)
 async def reconcile(ctx: Ctx) -> Response:
-    """Claimed, paid, partly paid, rejected, reversed and outstanding, in count and amount."""
+    """Claimed, paid, partly paid, rejected, reversed, written off and outstanding, in count
+    and amount."""
     batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
     figures = await returns.reconciliation(ctx.session, ctx.tenant_id, batch)
     return json_response(_figures(batch, figures))
@@ -214,7 +217,8 @@ async def reconcile_csv(ctx: Ctx) -> Response:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["status", "count", "claimed", "paid"])
-    for name in ("claimed", "paid", "partly_paid", "rejected", "reversed", "outstanding"):
+    for name in ("claimed", "paid", "partly_paid", "rejected", "reversed", "written_off",
+                 "outstanding"):
         figure: Figure = getattr(figures, name)
         writer.writerow([name, figure.count, figure.claimed, figure.paid])
     return Response(out.getvalue(), media_type="text/csv", headers={
@@ -243,3 +247,23 @@ async def claim_lines(ctx: Ctx) -> Response:
         claimed=cents_str(row.claimed_cents), paid=cents_str(row.paid_cents),
         paid_code=row.paid_code, anomalies=row.anomalies) for row in shown],
         next_cursor=cursor))
+
+
+class WriteOffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: PlainText = Field(min_length=1, max_length=500)
+
+
+@endpoint(*BILLING, body=WriteOffIn, status=204)
+async def write_off(ctx: Ctx) -> Response:
+    """Close a rejected or partly paid line with a reason (audited): it is not claimed again.
+
+    The other way to resolve it is a credit note and a corrected invoice, which goes into a
+    later batch."""
+    data = await ctx.body(WriteOffIn)
+    seq = ctx.request.path_params["line"]
+    if not seq.isdigit() or len(seq) > 6:
+        raise NotFound("No such line.")
+    await returns.write_off(ctx.session, ctx.tenant_id, ctx.path_uuid("invoice_id"), int(seq),
+                            data.reason)
+    return Response(status_code=204)

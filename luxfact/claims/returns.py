@@ -19,7 +19,8 @@ from luxfact.billing.models import Invoice, InvoiceLine
 from luxfact.claims import xml
 from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice, ClaimLineResult
 from luxfact.claims.service import get_batch
-from luxfact.kit.errors import Conflict, ValidationFailed
+from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.money import cents_str
 from luxfact.kit.time import utcnow
 from luxfact.tenancy.models import Tenant
 
@@ -161,7 +162,8 @@ async def reconciliation(session: AsyncSession, tenant_id: uuid.UUID,
     results = {(row.invoice_id, row.seq): row for row in (await session.execute(
         select(R).where(R.c.tenant_id == tenant_id, R.c.batch_id == batch.id))).all()}
     figures = {name: {"count": 0, "claimed_cents": 0, "paid_cents": 0} for name in (
-        "claimed", "paid", "partly_paid", "rejected", "reversed", "outstanding")}
+        "claimed", "paid", "partly_paid", "rejected", "reversed", "written_off",
+        "outstanding")}
     for line in claimed.values():
         result = results.get((line.invoice_id, line.seq))
         status = result.status if result is not None else "outstanding"
@@ -185,3 +187,23 @@ async def worklist(session: AsyncSession, tenant_id: uuid.UUID, status: str, lim
                             | ((R.c.invoice_id == after[0]) & (R.c.seq > after[1])))
     query = query.order_by(R.c.invoice_id, R.c.seq).limit(limit)
     return list((await session.execute(query)).all())
+
+
+async def write_off(session: AsyncSession, tenant_id: uuid.UUID, invoice_id: uuid.UUID,
+                    seq: int, reason: str) -> None:
+    """Close a rejected or partly paid line without claiming it again: what was not paid
+    is lost, on purpose, and the reason is kept in the audit trail."""
+    row = (await session.execute(select(R).where(
+        R.c.tenant_id == tenant_id, R.c.invoice_id == invoice_id, R.c.seq == seq)
+        .with_for_update())).first()
+    if row is None:
+        raise NotFound("No answered claim line there.")
+    if row.status not in ("rejected", "partly_paid"):
+        raise Conflict(f"The line is {row.status.replace('_', ' ')}: only rejected or partly "
+                       "paid lines are written off.")
+    await session.execute(R.update().where(
+        R.c.tenant_id == tenant_id, R.c.invoice_id == invoice_id, R.c.seq == seq)
+        .values(status="written_off", updated_at=utcnow()))
+    await record(session, "claim_line.write_off", "invoice", invoice_id,
+                 {"line": seq, "lost": cents_str(row.claimed_cents - row.paid_cents),
+                  "reason": reason}, tenant_id=tenant_id)

@@ -85,7 +85,7 @@ def _operation(route: Route, method: str, doc: EndpointDoc) -> dict[str, Any]:
         parameters.append({"name": "If-Match", "in": "header", "required": True,
                            "schema": {"type": "string"},
                            "description": "The ETag of the version being changed."})
-    success: dict[str, Any] = {"description": "OK" if doc.status == 200 else "Created"}
+    success: dict[str, Any] = {"description": {200: "OK", 204: "Done"}.get(doc.status, "Created")}
     if doc.response is not None:
         success["content"] = {"application/json": {
             "schema": {"$ref": REF.format(model=_name(doc.response))}}}

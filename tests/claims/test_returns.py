@@ -73,7 +73,30 @@ async def test_a_return_is_applied_once_and_reconciled(client: httpx.AsyncClient
     assert all(item["anomalies"] and item["paid"] == "0.00" for item in worklist)
     table = list(csv.reader(io.StringIO((await client.get(f"{url}/reconciliation.csv",
                                                           headers=headers)).text)))
-    assert table[0] == ["status", "count", "claimed", "paid"] and len(table) == 7
+    assert table[0] == ["status", "count", "claimed", "paid"] and len(table) == 8
+
+    # A rejected line written off, with a reason: closed, counted, audited; not twice.
+    first = worklist[0]
+    off = f"/api/v1/claim-lines/{first['invoice_id']}/{first['line']}/write-off"
+    assert (await client.post(off, json={}, headers=headers)).status_code == 422
+    assert (await client.post(off, json={"reason": "Délai de recours dépassé"},
+                              headers=headers)).status_code == 204
+    assert (await client.post(off, json={"reason": "encore"},
+                              headers=headers)).status_code == 409
+    assert (await client.post(off, json={"reason": "x"},
+                              headers=hospitals.b.auth(Role.billing))).status_code == 404
+    after = (await client.get(f"{url}/reconciliation", headers=headers)).json()
+    assert after["written_off"]["count"] == 1
+    assert after["rejected"]["count"] == figures["rejected"]["count"] - 1
+    closed = (await client.get("/api/v1/claim-lines?status=written_off",
+                               headers=headers)).json()["items"]
+    assert [(i["invoice_id"], i["line"]) for i in closed] == [(first["invoice_id"],
+                                                               first["line"])]
+    events = (await client.get(f"/api/v1/audit-events?object_id={first['invoice_id']}",
+                               headers=hospitals.a.auth(Role.admin))).json()["items"]
+    assert any(e["action"] == "claim_line.write_off"
+               and e["details"]["reason"] == "Délai de recours dépassé" for e in events)
+    figures = after
 
     again = await post_return(client, hospitals.a, batch, answer)  # the same file again
     assert again.status_code == 200 and again.json()["version"] == imported.json()["version"]
