@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -148,11 +148,6 @@ class BillingRepository:
                 found.setdefault(line.invoice_id, []).append(line)
         return found
 
-    async def of_stay(self, stay_id: uuid.UUID) -> list[Invoice]:
-        query = fresh(Invoice).where(I.c.tenant_id == self.tenant_id,
-                                     I.c.stay_id == stay_id).order_by(I.c.issued_at, I.c.seq)
-        return list((await self.session.exec(query)).scalars().all())  # type: ignore[call-overload]
-
     async def credited_seqs(self, invoice_id: uuid.UUID) -> set[int]:
         """Lines of an invoice already credited."""
         query = select(L.c.credited_seq).where(L.c.tenant_id == self.tenant_id,
@@ -273,6 +268,3 @@ class BillingRepository:
              "created_at": created_at}
             for invoice_id, kind, sha256, content in documents])
 
-    async def count_documents(self) -> int:
-        query = select(func.count()).select_from(D).where(D.c.tenant_id == self.tenant_id)
-        return int((await self.session.execute(query)).scalar_one())

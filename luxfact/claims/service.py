@@ -112,10 +112,8 @@ async def _load(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
         sorted({inv.patient_id for inv in invoices.values()}))
     stays = await StayRepository(session, tenant.id).many(
         sorted({inv.stay_id for inv in invoices.values()}))
-    coverages = {}
-    for patient_id in {inv.patient_id for inv in invoices.values()}:
-        for coverage in await PatientRepository(session, tenant.id).coverages(patient_id):
-            coverages[coverage.id] = coverage
+    coverages = await PatientRepository(session, tenant.id).coverages_by_id(
+        sorted({inv.coverage_id for inv in invoices.values() if inv.coverage_id}))
     acts = await StayRepository(session, tenant.id).acts_by_id(
         sorted({line.act_id for found in lines.values() for line in found if line.act_id}))
     snapshot = await tariffs.snapshot(session, tenant.id)
