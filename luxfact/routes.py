@@ -62,6 +62,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/invoices/{{invoice_id}}", billing_api.refuse_change,
               methods=["PATCH", "DELETE"]),
         Route(f"{API}/invoices/{{invoice_id}}/pdf", billing_api.invoice_pdf, methods=["GET"]),
+        Route(f"{API}/invoices/{{invoice_id}}/fhir", billing_api.invoice_fhir, methods=["GET"]),
         Route(f"{API}/invoices/{{invoice_id}}/credit-notes", billing_api.credit_invoice,
               methods=["POST"]),
         Route(f"{API}/invoices/{{invoice_id}}/payments", billing_api.record_payment,

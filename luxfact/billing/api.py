@@ -17,18 +17,24 @@ from luxfact.billing.schemas import (
     PaymentIn,
     PaymentOut,
 )
+from luxfact.claims import fhir
+from luxfact.claims.repository import ClaimRepository
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.pagination import Page, decode_time_cursor, encode_cursor
 from luxfact.kit.errors import Conflict, NotFound
 from luxfact.kit.money import cents_str
 from luxfact.kit.time import LUXEMBOURG
+from luxfact.patients.repository import PatientRepository
+from luxfact.patients.service import read_patient
 from luxfact.settings import Settings
+from luxfact.stays.repository import StayRepository
 from luxfact.tenancy.models import Tenant
 from luxfact.tenancy.service import tenant_by_id
 
 BILLING = (Role.billing,)
 READERS = (Role.billing, Role.admin, Role.integration)
 PDF = "application/pdf"
+FHIR_JSON = "application/fhir+json"
 
 
 async def _tenant(ctx: Ctx) -> Tenant:
@@ -176,3 +182,29 @@ async def reminder_pdf(ctx: Ctx) -> Response:
     if stored is None:
         raise NotFound("No such reminder.")
     return _pdf(stored.content, stored.sha256, f"{invoice.number}-reminder-{number}")
+
+
+@endpoint(*READERS)
+async def invoice_fhir(ctx: Ctx) -> Response:
+    """An insurer invoice as a FHIR R4 Bundle: its Claim, and its ClaimResponse once answered.
+
+    `application/fhir+json`. Only insurer invoices are claims: a patient invoice or a credit
+    note is a 409. The Bundle names the patient, so the read is audited like any read of a
+    patient's record."""
+    invoice, lines = await service.get_invoice(ctx.session, ctx.tenant_id,
+                                               ctx.path_uuid("invoice_id"))
+    if invoice.doc_type != "invoice" or invoice.kind != "insurer":
+        what = "a credit note" if invoice.doc_type != "invoice" else "the patient's part"
+        raise Conflict(f"{invoice.number} is {what}: only insurer invoices are claims, "
+                       "and only they have a FHIR view.")
+    tenant = await _tenant(ctx)
+    patient = await read_patient(ctx.session, ctx.tenant_id, invoice.patient_id)
+    stay = await StayRepository(ctx.session, ctx.tenant_id).get(invoice.stay_id)
+    coverage = None
+    if invoice.coverage_id is not None:
+        coverage = (await PatientRepository(ctx.session, ctx.tenant_id).coverages_by_id(
+            [invoice.coverage_id])).get(invoice.coverage_id)
+    results = await ClaimRepository(ctx.session, ctx.tenant_id).results_of(invoice.id)
+    bundle = fhir.bundle(invoice, lines, patient, stay, coverage, tenant, results)
+    return Response(fhir.dumps(bundle), media_type=FHIR_JSON,
+                    headers={"Cache-Control": "private, no-store"})

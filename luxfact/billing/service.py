@@ -19,6 +19,7 @@ from luxfact.billing.models import Invoice, InvoiceLine
 from luxfact.billing.reference import creditor_reference
 from luxfact.billing.repository import BillingRepository
 from luxfact.billing.schemas import BillIn, CreditNoteIn, InvoiceLineOut, InvoiceOut, PaymentIn
+from luxfact.claims import returns as claim_returns
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import cents_str, to_cents
 from luxfact.kit.time import LUXEMBOURG, utcnow
@@ -421,6 +422,11 @@ async def credit(session: AsyncSession, tenant: Tenant, invoice_id: uuid.UUID,
     if stay is not None and stay.state == "closed":
         await stays.update_stay(stay.id, {"state": "discharged", "updated_at": issued_at})
     await _number_and_insert(repo, tenant, "credit_note", [(note, rows)])
+    if original.kind == "insurer":
+        # Lines the insurer refused are resolved by this credit note: the corrected invoice
+        # goes into a later batch.
+        await claim_returns.resolve_credited(session, tenant.id, original.id,
+                                             [line.seq for line in chosen])
     return note, rows
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from luxfact.auth.roles import Role
-from luxfact.claims import returns, service
+from luxfact.claims import anomalies, returns, service
 from luxfact.claims.models import ClaimBatch
 from luxfact.claims.repository import ClaimRepository
 from luxfact.claims.schemas import BatchError, BatchIn, BatchOut, BatchState
@@ -25,6 +25,7 @@ from luxfact.http.pagination import (
     encode_cursor,
 )
 from luxfact.kit.errors import Conflict, NotFound, UnsupportedMediaType
+from luxfact.kit.language import negotiate
 from luxfact.kit.money import cents_str
 from luxfact.kit.types import PlainText
 from luxfact.tenancy.models import Tenant
@@ -144,13 +145,20 @@ async def batch_file(ctx: Ctx) -> Response:
 
 
 class ClaimLineQuery(PageQuery):
-    status: Literal["rejected", "partly_paid", "paid", "reversed", "written_off"] = "rejected"
+    status: Literal["rejected", "partly_paid", "paid", "reversed", "written_off",
+                    "credited"] = "rejected"
 
 
 class Figure(BaseModel):
     count: int
     claimed: str
     paid: str
+
+
+class AnomalyFigure(Figure):
+    code: str
+    label: str
+    resolution: str
 
 
 class Reconciliation(BaseModel):
@@ -162,7 +170,21 @@ class Reconciliation(BaseModel):
     rejected: Figure
     reversed: Figure
     written_off: Figure
+    credited: Figure
     outstanding: Figure
+    by_anomaly: list[AnomalyFigure] = Field(
+        description="Lines not paid whole, by the insurer's anomaly code (a line with two "
+                    "codes counts under each)")
+
+
+class AnomalyOut(BaseModel):
+    type: str
+    code: str
+    label: str = Field(description="Our label of the code, in the Accept-Language")
+    motif: str = Field(description="The insurer's own words, as received")
+    resolution: Literal["correct", "write_off", "check"] = Field(
+        description="correct: credit the line and claim it again corrected; write_off: the "
+                    "insurer will not pay it; check: read the motif")
 
 
 class ClaimLineOut(BaseModel):
@@ -176,7 +198,7 @@ class ClaimLineOut(BaseModel):
     claimed: str
     paid: str
     paid_code: str
-    anomalies: list[dict[str, str]]
+    anomalies: list[AnomalyOut]
 
 
 RETURN_TYPES = ("application/xml", "text/xml")
@@ -194,10 +216,24 @@ async def import_return(ctx: Ctx) -> Response:
     return json_response(batch_out(result.batch))
 
 
-def _figures(batch: ClaimBatch, figures: dict[str, dict[str, int]]) -> Reconciliation:
+def _anomaly_codes(ctx: Ctx) -> dict[str, anomalies.AnomalyCode]:
+    return anomalies.load(ctx.request.state.settings.invoices_dir)
+
+
+def _figures(ctx: Ctx, batch: ClaimBatch,
+             found: tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]],
+             ) -> Reconciliation:
+    figures, by_code = found
+    codes, language = _anomaly_codes(ctx), negotiate(ctx.request.headers.get("accept-language"))
     return Reconciliation(batch_id=batch.id, state=batch.state, **{
         name: Figure(count=value["count"], claimed=cents_str(value["claimed_cents"]),
-                     paid=cents_str(value["paid_cents"])) for name, value in figures.items()})
+                     paid=cents_str(value["paid_cents"])) for name, value in figures.items()},
+        by_anomaly=[AnomalyFigure(
+            code=code, count=value["count"], claimed=cents_str(value["claimed_cents"]),
+            paid=cents_str(value["paid_cents"]),
+            **{key: described[key] for key in ("label", "resolution")})
+            for code, value in sorted(by_code.items(), key=lambda item: -item[1]["count"])
+            for described in [anomalies.describe(codes, {"code": code}, language)]])
 
 
 @endpoint(*READERS, response=Reconciliation)
@@ -205,22 +241,25 @@ async def reconcile(ctx: Ctx) -> Response:
     """Claimed, paid, partly paid, rejected, reversed, written off and outstanding, in count
     and amount."""
     batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
-    figures = await returns.reconciliation(ctx.session, ctx.tenant_id, batch)
-    return json_response(_figures(batch, figures))
+    found = await returns.reconciliation(ctx.session, ctx.tenant_id, batch)
+    return json_response(_figures(ctx, batch, found))
 
 
 @endpoint(*READERS)
 async def reconcile_csv(ctx: Ctx) -> Response:
     """The reconciliation as CSV, for a spreadsheet."""
     batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
-    figures = _figures(batch, await returns.reconciliation(ctx.session, ctx.tenant_id, batch))
+    figures = _figures(ctx, batch,
+                       await returns.reconciliation(ctx.session, ctx.tenant_id, batch))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["status", "count", "claimed", "paid"])
-    for name in ("claimed", "paid", "partly_paid", "rejected", "reversed", "written_off",
-                 "outstanding"):
+    for name in returns.FIGURES:
         figure: Figure = getattr(figures, name)
         writer.writerow([name, figure.count, figure.claimed, figure.paid])
+    for by_code in figures.by_anomaly:
+        writer.writerow([f"anomaly {by_code.code}: {by_code.label}", by_code.count,
+                         by_code.claimed, by_code.paid])
     return Response(out.getvalue(), media_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{batch.file_reference}.csv"'})
 
@@ -241,11 +280,14 @@ async def claim_lines(ctx: Ctx) -> Response:
     shown = rows[:query.limit]
     cursor = (encode_cursor([str(shown[-1].invoice_id), shown[-1].seq])
               if len(rows) > query.limit else None)
+    codes, language = _anomaly_codes(ctx), negotiate(ctx.request.headers.get("accept-language"))
     return json_response(Page[ClaimLineOut](items=[ClaimLineOut(
         invoice_id=row.invoice_id, invoice_number=row.number, stay_id=row.stay_id,
         line=row.seq, code=row.code, day=row.day, status=row.status,
         claimed=cents_str(row.claimed_cents), paid=cents_str(row.paid_cents),
-        paid_code=row.paid_code, anomalies=row.anomalies) for row in shown],
+        paid_code=row.paid_code,
+        anomalies=[AnomalyOut(**anomalies.describe(codes, anomaly, language))
+                   for anomaly in row.anomalies]) for row in shown],
         next_cursor=cursor))
 
 
@@ -256,7 +298,8 @@ class WriteOffIn(BaseModel):
 
 @endpoint(*BILLING, body=WriteOffIn, status=204)
 async def write_off(ctx: Ctx) -> Response:
-    """Close a rejected or partly paid line with a reason (audited): it is not claimed again.
+    """Close a rejected, partly paid or reversed line with a reason (audited): it is not
+    claimed again.
 
     The other way to resolve it is a credit note and a corrected invoice, which goes into a
     later batch."""

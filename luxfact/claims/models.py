@@ -3,7 +3,15 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from luxfact.db.base import created_at_field, id_field, tenant_id_field, utc_column
@@ -31,10 +39,11 @@ class ClaimBatch(SQLModel, table=True):
     file_reference: str = Field(max_length=40)
     invoice_count: int = 0
     line_count: int = 0
-    gross_cents: int = 0
-    net_cents: int = 0
+    # A month of a large hospital passes the 21 million euros of a 32-bit integer of cents.
+    gross_cents: int = Field(default=0, sa_type=BigInteger)
+    net_cents: int = Field(default=0, sa_type=BigInteger)
     sha256: str | None = Field(default=None, max_length=64)
-    size: int | None = None
+    size: int | None = Field(default=None, sa_type=BigInteger)
     # The insurer's id of the return imported (identifiantGroupeTraitementOrganisme): the
     # same return imported again changes nothing.
     return_id: str | None = Field(default=None, max_length=60)
@@ -83,7 +92,7 @@ class ClaimLineResult(SQLModel, table=True):
     __tablename__ = "claim_line_results"
     __table_args__ = (
         Index("ix_claim_line_results_status", "tenant_id", "status", "invoice_id", "seq"),
-        Index("ix_claim_line_results_batch", "tenant_id", "batch_id"),
+        Index("ix_claim_line_results_batch", "tenant_id", "batch_id", "status"),
         ForeignKeyConstraint(["tenant_id", "batch_id"],
                              ["claim_batches.tenant_id", "claim_batches.id"]),
         ForeignKeyConstraint(["tenant_id", "invoice_id"], ["invoices.tenant_id", "invoices.id"]),
@@ -93,7 +102,8 @@ class ClaimLineResult(SQLModel, table=True):
     invoice_id: uuid.UUID = Field(primary_key=True)
     seq: int = Field(primary_key=True)
     batch_id: uuid.UUID
-    # paid, partly_paid, rejected, reversed (a storno took it back)
+    # paid, partly_paid, rejected, reversed (a storno took it back); resolved since:
+    # written_off, credited (to be claimed again, corrected)
     status: str = Field(max_length=12)
     claimed_cents: int
     paid_cents: int

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
@@ -41,9 +42,24 @@ def _status(claimed: int, paid: int) -> str:
     return "paid" if paid >= claimed else "partly_paid"
 
 
+# Lines resolved for good; the others wait for a decision of the billing officer.
+RESOLVED = ("paid", "written_off", "credited")
+UNRESOLVED = ("rejected", "partly_paid", "reversed")
+CREDIT_LINE = aliased(L, name="credit_line")
+CREDIT_NOTE = aliased(I, name="credit_note")
+
+
 async def _claimed_lines(session: AsyncSession, tenant_id: uuid.UUID,
                          batch_ids: list[uuid.UUID]) -> dict[tuple[str, str, str], Any]:
-    """(file reference, invoice number, line seq) -> (invoice id, seq, amount, batch id)."""
+    """(file reference, invoice number, line seq) -> (invoice id, seq, amount, batch id):
+    the lines each frozen file holds (a line credited before the freeze was left out)."""
+    credited_before = exists().where(
+        CREDIT_LINE.c.tenant_id == L.c.tenant_id,
+        CREDIT_LINE.c.credited_invoice_id == L.c.invoice_id,
+        CREDIT_LINE.c.credited_seq == L.c.seq,
+        CREDIT_NOTE.c.tenant_id == CREDIT_LINE.c.tenant_id,
+        CREDIT_NOTE.c.id == CREDIT_LINE.c.invoice_id,
+        CREDIT_NOTE.c.issued_at <= B.c.frozen_at)
     query = (select(B.c.file_reference, I.c.number, L.c.seq, L.c.invoice_id, L.c.amount_cents,
                     B.c.id.label("batch_id"))
              .select_from(BI.join(B, and_(B.c.tenant_id == BI.c.tenant_id,
@@ -52,7 +68,8 @@ async def _claimed_lines(session: AsyncSession, tenant_id: uuid.UUID,
                                         I.c.id == BI.c.invoice_id))
                           .join(L, and_(L.c.tenant_id == I.c.tenant_id,
                                         L.c.invoice_id == I.c.id)))
-             .where(BI.c.tenant_id == tenant_id, BI.c.batch_id.in_(batch_ids)))
+             .where(BI.c.tenant_id == tenant_id, BI.c.batch_id.in_(batch_ids),
+                    ~credited_before))
     return {(row.file_reference, row.number, str(row.seq)): row
             for row in (await session.execute(query)).all()}
 
@@ -109,7 +126,7 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
                 "claimed_cents": found.amount_cents, "paid_cents": paid,
                 "paid_code": line.paid_code, "insurer_invoice_id": invoice.insurer_id,
                 "insurer_line_id": line.insurer_id, "return_id": answer.return_id,
-                "anomalies": [{"type": a.type, "code": a.code, "label": a.label}
+                "anomalies": [{"type": a.type, "code": a.code, "motif": a.motif}
                               for a in (*invoice.anomalies, *line.anomalies)],
                 "updated_at": now})
     for storno in answer.stornos:
@@ -124,7 +141,7 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
             "status": "reversed", "claimed_cents": found.amount_cents, "paid_cents": 0,
             "paid_code": storno.paid_code, "insurer_invoice_id": storno.insurer_invoice_id,
             "insurer_line_id": storno.insurer_line_id, "return_id": answer.return_id,
-            "anomalies": [{"type": a.type, "code": a.code, "label": a.label}
+            "anomalies": [{"type": a.type, "code": a.code, "motif": a.motif}
                           for a in (*storno.invoice_anomalies, *storno.anomalies)],
             "updated_at": now})
     if unknown:
@@ -138,7 +155,43 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
                                   version=B.c.version + 1))
     await record(session, "claim_batch.return", "claim_batch", batch.id,
                  {"return": answer.return_id, "lines": len(rows)}, tenant_id=tenant.id)
+    # Stornos reopen the earlier batches they touch.
+    await settle(session, tenant.id, {batch.id, *(row["batch_id"] for row in rows)})
     return Imported(await get_batch(session, tenant.id, batch.id), True)
+
+
+async def settle(session: AsyncSession, tenant_id: uuid.UUID,
+                 batch_ids: set[uuid.UUID]) -> None:
+    """An answered batch whose every line is answered and resolved (paid, written off, or
+    credited to be claimed again corrected) is reconciled; one that a storno or a new
+    rejection reopens is answered again."""
+    for batch_id in sorted(batch_ids):
+        batch = await get_batch(session, tenant_id, batch_id, lock=True)
+        if batch.state not in ("answered", "reconciled"):
+            continue
+        answered, waiting = (await session.execute(
+            select(func.count(), func.count().filter(R.c.status.in_(UNRESOLVED)))
+            .where(R.c.tenant_id == tenant_id, R.c.batch_id == batch_id))).one()
+        state = "reconciled" if answered >= batch.line_count and not waiting else "answered"
+        if state != batch.state:
+            await session.execute(B.update().where(B.c.tenant_id == tenant_id,
+                                                   B.c.id == batch_id)
+                                  .values(state=state, version=B.c.version + 1))
+            await record(session, f"claim_batch.{state}", "claim_batch", batch_id,
+                         {"lines": answered}, tenant_id=tenant_id)
+
+
+async def resolve_credited(session: AsyncSession, tenant_id: uuid.UUID,
+                           invoice_id: uuid.UUID, seqs: list[int]) -> None:
+    """Lines the insurer refused (or took back) and a credit note has now cancelled: they
+    will be claimed again, corrected, on a new invoice in a later batch."""
+    if not seqs:
+        return
+    touched = (await session.execute(
+        R.update().where(R.c.tenant_id == tenant_id, R.c.invoice_id == invoice_id,
+                         R.c.seq.in_(seqs), R.c.status.in_(UNRESOLVED))
+        .values(status="credited", updated_at=utcnow()).returning(R.c.batch_id))).all()
+    await settle(session, tenant_id, {row.batch_id for row in touched})
 
 
 async def _upsert(session: AsyncSession, tenant_id: uuid.UUID, rows: list[dict]) -> None:
@@ -155,23 +208,36 @@ async def _upsert(session: AsyncSession, tenant_id: uuid.UUID, rows: list[dict])
     await session.execute(statement, [{"tenant_id": tenant_id, **row} for row in rows])
 
 
-async def reconciliation(session: AsyncSession, tenant_id: uuid.UUID,
-                         batch: ClaimBatch) -> dict[str, dict[str, Any]]:
-    """Claimed, paid, partly paid, rejected, reversed and outstanding: counts and amounts."""
+FIGURES = ("claimed", "paid", "partly_paid", "rejected", "reversed", "written_off",
+           "credited", "outstanding")
+
+
+async def reconciliation(session: AsyncSession, tenant_id: uuid.UUID, batch: ClaimBatch,
+                         ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Counts and amounts per status (claimed, paid, partly paid, rejected, reversed,
+    written off, credited, outstanding), and per anomaly code of the lines not paid whole."""
     claimed = await _claimed_lines(session, tenant_id, [batch.id])
     results = {(row.invoice_id, row.seq): row for row in (await session.execute(
         select(R).where(R.c.tenant_id == tenant_id, R.c.batch_id == batch.id))).all()}
-    figures = {name: {"count": 0, "claimed_cents": 0, "paid_cents": 0} for name in (
-        "claimed", "paid", "partly_paid", "rejected", "reversed", "written_off",
-        "outstanding")}
+    figures = {name: {"count": 0, "claimed_cents": 0, "paid_cents": 0} for name in FIGURES}
+    by_code: dict[str, dict[str, int]] = {}
     for line in claimed.values():
         result = results.get((line.invoice_id, line.seq))
         status = result.status if result is not None else "outstanding"
+        paid = result.paid_cents if result is not None else 0
         for name in ("claimed", status):
             figures[name]["count"] += 1
             figures[name]["claimed_cents"] += line.amount_cents
-            figures[name]["paid_cents"] += result.paid_cents if result is not None else 0
-    return figures
+            figures[name]["paid_cents"] += paid
+        # Why lines were refused or cut, whatever was done about them since.
+        for code in sorted({a["code"] for a in result.anomalies} if result is not None
+                           and result.claimed_cents > result.paid_cents else set()):
+            figure = by_code.setdefault(code, {"count": 0, "claimed_cents": 0,
+                                               "paid_cents": 0})
+            figure["count"] += 1
+            figure["claimed_cents"] += line.amount_cents
+            figure["paid_cents"] += paid
+    return figures, by_code
 
 
 async def worklist(session: AsyncSession, tenant_id: uuid.UUID, status: str, limit: int,
@@ -198,12 +264,13 @@ async def write_off(session: AsyncSession, tenant_id: uuid.UUID, invoice_id: uui
         .with_for_update())).first()
     if row is None:
         raise NotFound("No answered claim line there.")
-    if row.status not in ("rejected", "partly_paid"):
-        raise Conflict(f"The line is {row.status.replace('_', ' ')}: only rejected or partly "
-                       "paid lines are written off.")
+    if row.status not in UNRESOLVED:
+        raise Conflict(f"The line is {row.status.replace('_', ' ')}: only rejected, partly "
+                       "paid or reversed lines are written off.")
     await session.execute(R.update().where(
         R.c.tenant_id == tenant_id, R.c.invoice_id == invoice_id, R.c.seq == seq)
         .values(status="written_off", updated_at=utcnow()))
     await record(session, "claim_line.write_off", "invoice", invoice_id,
                  {"line": seq, "lost": cents_str(row.claimed_cents - row.paid_cents),
                   "reason": reason}, tenant_id=tenant_id)
+    await settle(session, tenant_id, {row.batch_id})

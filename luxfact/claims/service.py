@@ -4,19 +4,20 @@ Never commits: the request (or the command) commits or rolls back the whole.
 """
 
 import asyncio
+import contextlib
+import functools
 import hashlib
+import json
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, BinaryIO
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
-from luxfact.billing.repository import BillingRepository
 from luxfact.claims import xml
 from luxfact.claims.document import (
     ClaimHeader,
@@ -32,8 +33,6 @@ from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import from_cents
 from luxfact.kit.time import LUXEMBOURG, month_bounds, utcnow
 from luxfact.patients.matricule import InvalidMatricule, parse
-from luxfact.patients.repository import PatientRepository
-from luxfact.stays.repository import StayRepository
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import service as tariffs
 from luxfact.tenancy.models import Tenant
@@ -95,7 +94,6 @@ async def get_batch(session: AsyncSession, tenant_id: uuid.UUID, batch_id: uuid.
 @dataclass
 class _Loaded:
     invoice: Any
-    lines: list[Any]
     claim: ClaimInvoice | None
     errors: list[BatchError]
 
@@ -103,34 +101,20 @@ class _Loaded:
 async def _load(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
                 invoice_ids: list[uuid.UUID]) -> list[_Loaded]:
     """Invoices of a chunk with what the claim file says of them, and what is wrong."""
-    billing = BillingRepository(session, tenant.id)
-    invoices = {inv.id: inv for inv in await billing.many(invoice_ids)}
-    lines = await billing.lines_of(invoice_ids)
-    credited = {invoice_id: await billing.credited_seqs(invoice_id)
-                for invoice_id, inv in invoices.items() if inv.credited_cents}
-    patients = await PatientRepository(session, tenant.id).many(
-        sorted({inv.patient_id for inv in invoices.values()}))
-    stays = await StayRepository(session, tenant.id).many(
-        sorted({inv.stay_id for inv in invoices.values()}))
-    coverages = await PatientRepository(session, tenant.id).coverages_by_id(
-        sorted({inv.coverage_id for inv in invoices.values() if inv.coverage_id}))
-    acts = await StayRepository(session, tenant.id).acts_by_id(
-        sorted({line.act_id for found in lines.values() for line in found if line.act_id}))
+    found = await ClaimRepository(session, tenant.id).contents(invoice_ids)
     snapshot = await tariffs.snapshot(session, tenant.id)
-    others = await ClaimRepository(session, tenant.id).batch_of(invoice_ids)
     loaded = []
     for invoice_id in invoice_ids:
-        invoice = invoices[invoice_id]
-        live = [line for line in lines.get(invoice_id, [])
-                if line.seq not in credited.get(invoice_id, set())]
-        errors = _check(invoice, live, patients[invoice.patient_id], snapshot,
-                        others.get(invoice_id), batch.id)
+        invoice = found["invoices"][invoice_id]
+        lines = found["lines"][invoice_id]
+        patient = found["patients"][invoice.patient_id]
+        errors = _check(invoice, lines, patient, snapshot, found["others"].get(invoice_id),
+                        batch.id)
         claim = None
         if not errors:
-            claim = _claim_invoice(invoice, live, patients[invoice.patient_id],
-                                   stays[invoice.stay_id], coverages.get(invoice.coverage_id),
-                                   acts)
-        loaded.append(_Loaded(invoice, live, claim, errors))
+            claim = _claim_invoice(invoice, lines, patient, found["stays"][invoice.stay_id],
+                                   found["coverages"].get(invoice.coverage_id))
+        loaded.append(_Loaded(invoice, claim, errors))
     return loaded
 
 
@@ -159,7 +143,7 @@ def _check(invoice: Any, lines: list[Any], patient: Any, snapshot: cat.TariffSna
     if sum(line.amount_cents for line in lines) <= 0 and lines:
         error("total", "the invoice claims nothing")
     for line in lines:
-        if line.act_id is None:
+        if not line.is_act:
             error("code", "the daily participation is the patient's: not claimable", line.seq)
             continue
         try:
@@ -175,16 +159,21 @@ def _local(moment: datetime | None) -> datetime | None:
     return moment.astimezone(LUXEMBOURG) if moment else None
 
 
-def _claim_invoice(invoice: Any, lines: list[Any], patient: Any, stay: Any, coverage: Any,
-                   acts: dict[uuid.UUID, Any]) -> ClaimInvoice:
+# A month's lines repeat a few hundred prices: each Decimal is made once, not a million times.
+_euros = functools.lru_cache(maxsize=65536)(from_cents)
+
+
+def _claim_invoice(invoice: Any, lines: list[Any], patient: Any, stay: Any,
+                   coverage: Any) -> ClaimInvoice:
     claim_lines = []
     for line in lines:
-        act = acts.get(line.act_id)
         claim_lines.append(ClaimLine(
             reference=str(line.seq), code=line.code,
-            modifiers=tuple(act.modifiers) if act else (), day=line.day,
-            quantity=line.quantity, gross=from_cents(line.gross_cents),
-            net=from_cents(line.amount_cents), performer=act.performer if act else None))
+            # JSON text, parsed only when there is something in it (most acts have none).
+            modifiers=tuple(json.loads(line.modifiers)) if line.modifiers not in (
+                None, "[]") else (),
+            day=line.day, quantity=line.quantity, gross=_euros(line.gross_cents),
+            net=_euros(line.amount_cents), performer=line.performer))
     return ClaimInvoice(
         number=invoice.number, matricule=patient.matricule, issued_on=invoice.issued_on,
         stay=ClaimStay(
@@ -207,29 +196,49 @@ async def errors_of(session: AsyncSession, tenant: Tenant, batch: ClaimBatch) ->
     return found
 
 
-async def validate(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
+def _refusal(errors: list[BatchError]) -> ValidationFailed:
+    return ValidationFailed(
+        f"The batch has {len(errors)} error(s): correct them (GET .../errors lists them).",
+        errors=[{"field": f"invoices.{e.invoice_number}"
+                          + (f".lines.{e.line}" if e.line else "") + f".{e.field}",
+                 "reason": e.reason} for e in errors[:200]])
+
+
+async def _changeable(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
     batch = await get_batch(session, tenant.id, batch_id, lock=True)
     if batch.state not in ("open", "validated"):
         raise Conflict(f"The batch is {batch.state}: nothing in it can change.")
+    return batch
+
+
+async def validate(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID) -> ClaimBatch:
+    batch = await _changeable(session, tenant, batch_id)
     errors = await errors_of(session, tenant, batch)
     if errors:
-        raise ValidationFailed(
-            f"The batch has {len(errors)} error(s): correct them (GET .../errors lists them).",
-            errors=[{"field": f"invoices.{e.invoice_number}"
-                              + (f".lines.{e.line}" if e.line else "") + f".{e.field}",
-                     "reason": e.reason} for e in errors[:200]])
+        raise _refusal(errors)
     await ClaimRepository(session, tenant.id).update(batch.id, {"state": "validated"})
     return await get_batch(session, tenant.id, batch.id)
 
 
+class _Refused(Exception):
+    """Business-rule errors found while the file was being written: nothing is kept."""
+
+    def __init__(self, errors: list[BatchError]) -> None:
+        super().__init__(f"{len(errors)} error(s)")
+        self.errors = errors
+
+
 async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
                  advance: Callable[[int], None] = lambda n: None) -> ClaimBatch:
-    """Validate, then write the file (one invoice at a time, each checked against the
-    schema), store its bytes and SHA-256: from now on nothing in the batch changes."""
-    batch = await validate(session, tenant, batch_id)
+    """Validate and write the file in one reading of the invoices (each checked against the
+    business rules, then against the schema), store its bytes and SHA-256: from now on
+    nothing in the batch changes. Any error refuses the whole and stores nothing."""
+    batch = await _changeable(session, tenant, batch_id)
     repo = ClaimRepository(session, tenant.id)
     ids = await repo.invoice_ids(batch.id)
-    totals = await _totals(session, tenant, batch, ids)
+    summed = await repo.claimed_totals(batch.id)
+    totals = ClaimTotals(invoices=summed[0], lines=summed[1], gross=from_cents(summed[2]),
+                         net=from_cents(summed[3]))
     header = ClaimHeader(
         provider_code=tenant.cns_provider_code, payer=batch.payer,
         sent_on=utcnow().astimezone(LUXEMBOURG).date(), file_reference=batch.file_reference,
@@ -239,10 +248,16 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
     chunks = [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)]
     # The writer is synchronous (lxml's incremental writer) and runs in a thread; the
     # invoices are read on the event loop, a chunk at a time, as it asks for them.
-    invoices = _blocking(_stream(session, tenant, batch, chunks, advance),
-                         asyncio.get_running_loop())
+    stream = _stream(session, tenant, batch, chunks, advance)
+    invoices = _blocking(stream, asyncio.get_running_loop())
     try:
-        await asyncio.to_thread(xml.write_claim, out, header, totals, invoices)
+        try:
+            await asyncio.to_thread(xml.write_claim, out, header, totals, invoices)
+        finally:
+            await stream.aclose()  # a chunk being read ahead is stopped before we go on
+    except _Refused as refused:
+        out.file.close()
+        raise _refusal(refused.errors) from None
     except xml.InvalidInvoice as exc:
         out.file.close()
         raise ValidationFailed(f"Invoice {exc.number} does not match the claim schema.",
@@ -264,50 +279,56 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
         out.file.close()
     await repo.update(batch.id, {
         "state": "frozen", "sha256": digest, "size": size,
-        "line_count": totals.lines, "gross_cents": int(totals.gross * 100),
-        "net_cents": int(totals.net * 100), "frozen_at": utcnow()})
+        "line_count": totals.lines, "gross_cents": summed[2], "net_cents": summed[3],
+        "frozen_at": utcnow()})
     await record(session, "claim_batch.freeze", "claim_batch", batch.id,
                  {"sha256": digest, "invoices": totals.invoices, "lines": totals.lines},
                  tenant_id=tenant.id)
     return await get_batch(session, tenant.id, batch.id)
 
 
-async def _totals(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
-                  ids: list[uuid.UUID]) -> ClaimTotals:
-    """The header's control totals, computed before the invoices are written."""
-    count = lines = 0
-    gross = net = Decimal("0.00")
-    for start in range(0, len(ids), CHUNK):
-        for item in await _load(session, tenant, batch, ids[start:start + CHUNK]):
-            assert item.claim is not None
-            count += 1
-            lines += len(item.claim.lines)
-            gross += sum((line.gross for line in item.claim.lines), Decimal("0.00"))
-            net += sum((line.net for line in item.claim.lines), Decimal("0.00"))
-    return ClaimTotals(invoices=count, lines=lines, gross=gross, net=net)
-
-
 async def _stream(session: AsyncSession, tenant: Tenant, batch: ClaimBatch,
                   chunks: list[list[uuid.UUID]],
-                  advance: Callable[[int], None]) -> AsyncIterator[ClaimInvoice]:
-    for chunk in chunks:
-        for item in await _load(session, tenant, batch, chunk):
-            assert item.claim is not None
-            yield item.claim
-        advance(len(chunk))
+                  advance: Callable[[int], None]) -> AsyncIterator[list[ClaimInvoice]]:
+    """The batch's invoices for the file, a chunk at a time; the next chunk is read while
+    the writer writes this one (the database works on another core meanwhile). After a
+    first error the rest is only checked, so that every error is listed, and the writer
+    gets _Refused instead of the end."""
+    errors: list[BatchError] = []
+    following: asyncio.Future[list[_Loaded]] | None = None
+    try:
+        for n, chunk in enumerate(chunks):
+            loaded = await following if following is not None else \
+                await _load(session, tenant, batch, chunk)
+            # One query at a time on the session: the next starts once this one is done.
+            following = (asyncio.ensure_future(_load(session, tenant, batch, chunks[n + 1]))
+                         if n + 1 < len(chunks) else None)
+            for item in loaded:
+                errors.extend(item.errors)
+            if not errors:
+                yield [item.claim for item in loaded if item.claim is not None]
+            advance(len(chunk))
+    finally:
+        if following is not None and not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await following
+    if errors:
+        raise _Refused(errors)
 
 
-def _blocking(source: AsyncIterator[ClaimInvoice],
+def _blocking(source: AsyncIterator[list[ClaimInvoice]],
               loop: asyncio.AbstractEventLoop) -> Iterator[ClaimInvoice]:
-    """An async iterator read from another thread, one item at a time."""
-    async def following() -> ClaimInvoice:
+    """An async iterator of chunks, read from another thread one invoice at a time."""
+    async def following() -> list[ClaimInvoice]:
         return await anext(source)
 
     while True:
         try:
-            yield asyncio.run_coroutine_threadsafe(following(), loop).result()
+            chunk = asyncio.run_coroutine_threadsafe(following(), loop).result()
         except StopAsyncIteration:
             return
+        yield from chunk
 
 
 class _Hashing:

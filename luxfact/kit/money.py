@@ -14,7 +14,8 @@ def to_cents(amount: Decimal) -> int:
 
 
 def from_cents(cents: int) -> Decimal:
-    return (Decimal(cents) / 100).quantize(CENT)
+    """`1930` -> `Decimal("19.30")`, always with two decimals (a million times a claim file)."""
+    return Decimal(cents).scaleb(-2)
 
 
 def cents_str(cents: int) -> str:

@@ -12,12 +12,13 @@ import httpx
 import pytest
 
 from luxfact.auth.roles import Role
-from luxfact.claims import xml
+from luxfact.claims import anomalies, returns, xml
 from luxfact.claims.simulate import simulate_return
 from tests.claims.test_batches import billed, build
 from tests.conftest import Hospital, Hospitals
 
 pytestmark = pytest.mark.usefixtures("catalogue")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def sent_batch(client: httpx.AsyncClient, hospital: Hospital, stays: int) -> tuple[dict,
@@ -73,7 +74,19 @@ async def test_a_return_is_applied_once_and_reconciled(client: httpx.AsyncClient
     assert all(item["anomalies"] and item["paid"] == "0.00" for item in worklist)
     table = list(csv.reader(io.StringIO((await client.get(f"{url}/reconciliation.csv",
                                                           headers=headers)).text)))
-    assert table[0] == ["status", "count", "claimed", "paid"] and len(table) == 8
+    assert table[0] == ["status", "count", "claimed", "paid"]
+    assert [row[0] for row in table[1:9]] == list(returns.FIGURES)
+    assert len(table) == 9 + len(figures["by_anomaly"])
+    # Why lines were cut or refused, by code: every refused line is under its codes.
+    codes = anomalies.load(ROOT / "invoices")
+    refused = worklist + (await client.get("/api/v1/claim-lines?status=partly_paid",
+                                           headers=headers)).json()["items"]
+    assert {f["code"] for f in figures["by_anomaly"]} == {
+        a["code"] for line in refused for a in line["anomalies"]}
+    for figure in figures["by_anomaly"]:
+        assert figure["label"] == codes[figure["code"]].labels["fr"]
+        assert figure["count"] == sum(1 for line in refused if figure["code"] in {
+            a["code"] for a in line["anomalies"]})
 
     # A rejected line written off, with a reason: closed, counted, audited; not twice.
     first = worklist[0]
@@ -105,6 +118,70 @@ async def test_a_return_is_applied_once_and_reconciled(client: httpx.AsyncClient
     assert (await post_return(client, hospitals.b, batch, answer)).status_code == 404
     assert (await client.get("/api/v1/claim-lines?status=rejected",
                              headers=hospitals.b.auth(Role.billing))).json()["items"] == []
+
+
+async def test_a_batch_is_reconciled_once_every_line_is_resolved(
+        client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    batch, claim = await sent_batch(client, hospitals.a, 4)
+    answer = answer_with_rejections(claim)
+    headers = hospitals.a.auth(Role.billing)
+    url = f"/api/v1/claim-batches/{batch['id']}"
+    assert (await post_return(client, hospitals.a, batch, answer)).json()["state"] == "answered"
+    waiting = [item for status in ("rejected", "partly_paid") for item in (await client.get(
+        f"/api/v1/claim-lines?status={status}&limit=100", headers=headers)).json()["items"]]
+    assert waiting
+
+    # Labels and advice come from the configurable list, in the reader's language.
+    codes = anomalies.load(ROOT / "invoices")
+    german = (await client.get("/api/v1/claim-lines?status=rejected&limit=100", headers={
+        **headers, "Accept-Language": "de-LU, fr;q=0.5"})).json()["items"]
+    for item in german:
+        for anomaly in item["anomalies"]:
+            assert anomaly["label"] == codes[anomaly["code"]].labels["de"]
+            assert anomaly["resolution"] == codes[anomaly["code"]].resolution
+
+    # The first is credited (to be claimed again, corrected); the rest written off.
+    first, *rest = waiting
+    credited = await client.post(f"/api/v1/invoices/{first['invoice_id']}/credit-notes",
+                                 json={"lines": [first["line"]], "reason": "Code corrigé"},
+                                 headers=headers)
+    assert credited.status_code == 201, credited.text
+    listed = (await client.get("/api/v1/claim-lines?status=credited",
+                               headers=headers)).json()["items"]
+    assert [(i["invoice_id"], i["line"]) for i in listed] == [(first["invoice_id"],
+                                                               first["line"])]
+    for item in rest:
+        assert (await client.get(url, headers=headers)).json()["state"] == "answered"
+        off = f"/api/v1/claim-lines/{item['invoice_id']}/{item['line']}/write-off"
+        assert (await client.post(off, json={"reason": "Refus définitif"},
+                                  headers=headers)).status_code == 204
+    assert (await client.get(url, headers=headers)).json()["state"] == "reconciled"
+    figures = (await client.get(f"{url}/reconciliation", headers=headers)).json()
+    assert figures["state"] == "reconciled"
+    assert (figures["credited"]["count"], figures["written_off"]["count"]) == (1, len(rest))
+    assert figures["rejected"]["count"] == figures["partly_paid"]["count"] == 0
+    events = (await client.get(f"/api/v1/audit-events?object_id={batch['id']}",
+                               headers=hospitals.a.auth(Role.admin))).json()["items"]
+    assert [e["action"] for e in events].count("claim_batch.reconciled") == 1
+
+
+def test_the_anomaly_list_labels_every_code_of_the_return_schema(tmp_path: Path) -> None:
+    tree = xml._schema_file(xml.RETURN_XSD, None)
+    codes = tree.xpath("//xs:simpleType[@name='T_CodeAnomalie']//xs:enumeration/@value",
+                       namespaces={"xs": "http://www.w3.org/2001/XMLSchema"})
+    listed = anomalies.load(ROOT / "invoices")
+    assert codes and set(codes) == set(listed)
+    assert all(entry.labels[lang] for entry in listed.values() for lang in ("fr", "de", "en"))
+    # A broken list is refused with its file and line.
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "anomalies.csv").write_text(
+        "code,label_fr,label_de,label_en,resolution\nX,a,b,c,maybe\n", encoding="utf-8")
+    with pytest.raises(anomalies.AnomalyListError, match=r"anomalies.csv:2: resolution"):
+        anomalies.load(tmp_path)
+    # A code the list does not know is shown under its own name.
+    assert anomalies.describe(listed, {"type": "REJET", "code": "NOUVEAU", "motif": "m"},
+                              "en") == {"type": "REJET", "code": "NOUVEAU", "label": "NOUVEAU",
+                                        "motif": "m", "resolution": "check"}
 
 
 async def test_bad_returns_are_refused_whole(client: httpx.AsyncClient,

@@ -100,7 +100,7 @@ def _check(claim: bytes, out: bytes) -> xml.ReturnFile:
             assert types == []
         elif line.net == 0:
             assert types == ["REJET"] and line.count == 0 and line.gross == 0
-            assert line.anomalies[0].label
+            assert line.anomalies[0].motif
         else:
             assert types == ["REDUCTION"]
             assert line.net == (net * Decimal("0.8")).quantize(Decimal("0.01"),
