@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import TypedDict
@@ -22,6 +23,9 @@ from luxfact.kit.errors import Conflict, LuxfactError, ServiceUnavailable
 from luxfact.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from luxfact.routes import routes
 from luxfact.settings import Settings, load_settings
+
+# The one route that takes a large file (the insurer's return) has its own body limit.
+RETURN_PATH = re.compile(r"/api/v1/claim-batches/[^/]+/return")
 
 log = logging.getLogger("luxfact.app")
 
@@ -87,7 +91,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes(),
         middleware=[
             Middleware(RequestContextMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       larger=((RETURN_PATH, settings.max_return_bytes),)),
         ],
         exception_handlers=handlers,  # type: ignore[arg-type]
         lifespan=lifespan,

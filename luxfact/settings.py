@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Processes rendering PDFs beside the web process (0: one per core).
     render_workers: int = Field(default=0, ge=0, le=64)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    # The insurer's return file (POST .../return): parsed whole, so bounded; 50 MB is a
+    # return of about 120,000 lines.
+    max_return_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)

@@ -211,8 +211,9 @@ async def import_return(ctx: Ctx) -> Response:
     media = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in RETURN_TYPES:
         raise UnsupportedMediaType("Send the return file as application/xml.")
-    result = await returns.import_return(ctx.session, await _tenant(ctx),
-                                         ctx.path_uuid("batch_id"), await ctx.request.body())
+    result = await returns.import_return(
+        ctx.session, await _tenant(ctx), ctx.path_uuid("batch_id"), await ctx.request.body(),
+        max_bytes=ctx.request.state.settings.max_return_bytes)
     return json_response(batch_out(result.batch))
 
 

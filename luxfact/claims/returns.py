@@ -81,12 +81,12 @@ class Imported:
 
 
 async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
-                        data: bytes) -> Imported:
+                        data: bytes, *, max_bytes: int = xml.MAX_DOCUMENT_BYTES) -> Imported:
     batch = await get_batch(session, tenant.id, batch_id, lock=True)
     if batch.state not in ("sent", "answered"):
         raise Conflict(f"The batch is {batch.state}: a return answers a batch that was sent.")
     try:
-        answer = xml.parse_return(data)
+        answer = xml.parse_return(data, max_bytes=max_bytes)
     except xml.ClaimsXmlError as exc:
         raise ValidationFailed("The return file is refused; nothing was applied.",
                                errors=[{"field": "file", "reason": message}

@@ -7,6 +7,7 @@ one log line per request. `BodyLimitMiddleware` refuses bodies over the configur
 """
 
 import logging
+import re
 import time
 import uuid
 
@@ -82,22 +83,34 @@ class _TooLarge(PayloadTooLarge):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """`max_bytes` for every body, except the paths matching a pattern of `larger`, which
+    take files (the insurer's return) and have their own, larger limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 larger: tuple[tuple[re.Pattern[str], int], ...] = ()) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.larger = larger
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.larger:
+            if pattern.fullmatch(path):
+                return limit
+        return self.default_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope.get("path", ""))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._refuse(scope, receive, send)
+                if declared > max_bytes:
+                    await self._refuse(scope, receive, send, max_bytes)
                     return
         received = 0
         response_started = False
@@ -107,8 +120,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(f"The request body exceeds {self.max_bytes} bytes.")
+                if received > max_bytes:
+                    raise _TooLarge(f"The request body exceeds {max_bytes} bytes.")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -121,8 +134,8 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, max_bytes)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
+        error = PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
         await problems.from_error(error, scope.get("path"))(scope, receive, send)

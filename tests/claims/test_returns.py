@@ -3,8 +3,10 @@
 import asyncio
 import csv
 import io
+import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from luxfact.auth.roles import Role
 from luxfact.claims import anomalies, returns, xml
 from luxfact.claims.simulate import simulate_return
+from tests.billing.test_invoices import bill
 from tests.claims.test_batches import billed, build
 from tests.conftest import Hospital, Hospitals
 
@@ -150,6 +153,14 @@ async def test_a_batch_is_reconciled_once_every_line_is_resolved(
                                headers=headers)).json()["items"]
     assert [(i["invoice_id"], i["line"]) for i in listed] == [(first["invoice_id"],
                                                                first["line"])]
+    # The act, released, is billed again: the corrected invoice goes into a new batch.
+    again = await bill(client, hospitals.a, {"id": first["stay_id"]})
+    assert again.status_code == 201, again.text
+    corrected = [i for i in again.json()["invoices"] if i["kind"] == "insurer"]
+    assert len(corrected) == 1 and len(corrected[0]["lines"]) == 1
+    later = await build(client, hospitals.a)
+    assert later.status_code == 201 and later.json()["id"] != batch["id"]
+    assert later.json()["invoice_count"] == 1
     for item in rest:
         assert (await client.get(url, headers=headers)).json()["state"] == "answered"
         off = f"/api/v1/claim-lines/{item['invoice_id']}/{item['line']}/write-off"
@@ -198,6 +209,8 @@ async def test_bad_returns_are_refused_whole(client: httpx.AsyncClient,
         answer.replace(b"urn:luxfact:claims:return:1.0", b"urn:other:1.0"),
         answer.replace(batch["file_reference"].encode(), b"LXF-90000017-202601-DEADBEEF"),
         b"\xff\xfe not xml",
+        re.sub(rb"<montantNet>(\d+\.\d\d)</montantNet>", rb"<montantNet>\g<1>5</montantNet>",
+               answer, count=1),  # an amount with three decimals
     ]
     for body in hostile:
         refused = await post_return(client, hospitals.a, batch, body)
@@ -206,10 +219,24 @@ async def test_bad_returns_are_refused_whole(client: httpx.AsyncClient,
     wrong_type = await client.post(f"{url}/return", content=answer,
                                    headers={**headers, "Content-Type": "text/plain"})
     assert wrong_type.status_code == 415
+
+    async def two_hundred_megabytes() -> AsyncIterator[bytes]:
+        yield answer
+        for _ in range(200):
+            yield b" " * (1024 * 1024)
+
+    huge = await client.post(f"{url}/return", content=two_hundred_megabytes(),
+                             headers={**headers, "Content-Type": "application/xml"})
+    assert huge.status_code == 413 and "52428800 bytes" in huge.json()["detail"]
     state = (await client.get(url, headers=headers)).json()
     assert state["state"] == "sent"  # nothing was applied
     assert (await client.get(f"{url}/reconciliation", headers=headers)).json()[
         "outstanding"]["count"] == 2
+    # A return above the 5 MB of other bodies, under the return's own 50 MB, is read.
+    padded = answer + b" " * (6 * 1024 * 1024)
+    assert (await post_return(client, hospitals.a, batch, padded)).status_code == 200
+    assert (await client.get(url, headers=headers)).json()["state"] in ("answered",
+                                                                         "reconciled")
 
 
 async def test_a_return_before_the_batch_is_sent_is_refused(client: httpx.AsyncClient,
