@@ -15,6 +15,7 @@ from luxfact.stays import api as stays_api
 from luxfact.tariffs import api as tariffs_api
 from luxfact.tenancy import api as tenancy_api
 from luxfact.web import apidocs
+from luxfact.web.routes import desk_routes
 
 STATIC = Path(__file__).resolve().parent / "web" / "static"
 
@@ -97,4 +98,5 @@ def routes() -> list[BaseRoute]:
               methods=["POST"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
+        *desk_routes(),
     ]

@@ -58,3 +58,13 @@ class AuthRepository:
     async def users(self) -> list[User]:
         query = select(User).where(User.tenant_id == self.tenant_id).order_by(col(User.email))
         return list((await self.session.exec(query)).all())
+
+    async def mark_login(self, user_id: uuid.UUID, at: datetime) -> None:
+        U = User.__table__  # type: ignore[attr-defined]
+        await self.session.execute(update(U).where(U.c.tenant_id == self.tenant_id,
+                                                   U.c.id == user_id).values(last_login_at=at))
+
+    async def set_language(self, user_id: uuid.UUID, language: str) -> None:
+        U = User.__table__  # type: ignore[attr-defined]
+        await self.session.execute(update(U).where(U.c.tenant_id == self.tenant_id,
+                                                   U.c.id == user_id).values(language=language))

@@ -1,0 +1,116 @@
+"""Logging in and out, roles, form tokens, throttling, the language switch, timeouts."""
+
+import time
+
+import pytest
+
+from luxfact.auth.roles import Role
+from luxfact.db.engine import Database
+from luxfact.web import session as web_session
+from luxfact.web.account import THROTTLE
+from tests.conftest import Hospitals
+from tests.web.desk import browser, csrf_of, log_in, make_user, signed_in
+
+
+async def test_log_in_see_the_roles_home_and_log_out(app: object, owner_db: Database,
+                                                     hospitals: Hospitals) -> None:
+    email = await make_user(owner_db, hospitals.a, Role.billing)
+    async with browser(app) as client:
+        page = await client.get("/login")
+        assert page.status_code == 200 and 'for="email"' in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert (await client.get("/desk")).headers["location"] == "/login?next=/desk"
+        done = await log_in(client, hospitals.a, email)
+        assert done.status_code == 303 and done.headers["location"] == "/desk"
+        cookie = done.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+        home = await client.get("/desk")
+        assert home.status_code == 200
+        assert "/desk/claims" in home.text and "/desk/admin/users" not in home.text
+        assert "Lots de facturation" in home.text  # French by default
+        token = csrf_of(home)
+        assert (await client.post("/logout", data={"csrf": token})).status_code == 303
+        assert (await client.get("/desk")).status_code == 303  # back to the login page
+
+
+async def test_wrong_password_and_throttling(app: object, owner_db: Database,
+                                             hospitals: Hospitals) -> None:
+    email = await make_user(owner_db, hospitals.a, Role.clerk)
+    THROTTLE.succeeded(["address:127.0.0.1"])
+    async with browser(app) as client:
+        for _ in range(5):
+            refused = await log_in(client, hospitals.a, email, password="wrong-password")
+            assert refused.status_code == 401
+            assert "n’est pas correct" in refused.text or "pas correct" in refused.text
+        blocked = await log_in(client, hospitals.a, email)  # even the right password waits
+        assert blocked.status_code == 429
+        assert "minutes" in blocked.text
+    THROTTLE.succeeded([f"account:{hospitals.a.slug}:{email}", "address:127.0.0.1"])
+    async with browser(app) as client:
+        assert (await log_in(client, hospitals.a, email)).status_code == 303
+        # Another hospital's user cannot log in to this one.
+        other = await make_user(owner_db, hospitals.b, Role.clerk)
+        assert (await log_in(client, hospitals.a, other)).status_code == 401
+    THROTTLE.succeeded(["address:127.0.0.1"])
+
+
+async def test_forms_need_the_sessions_token(app: object, owner_db: Database,
+                                             hospitals: Hospitals) -> None:
+    async with signed_in(app, owner_db, hospitals.a, Role.clerk) as client:
+        home = await client.get("/desk")
+        missing = await client.post("/logout", data={})
+        assert missing.status_code == 403
+        forged = await client.post("/logout", data={"csrf": "forged-token"})
+        assert forged.status_code == 403
+        assert (await client.get("/desk")).status_code == 200  # still logged in
+        assert (await client.post("/logout", data={"csrf": csrf_of(home)})).status_code == 303
+
+
+async def test_the_language_switch_is_remembered(app: object, owner_db: Database,
+                                                 hospitals: Hospitals) -> None:
+    async with signed_in(app, owner_db, hospitals.a, Role.admin) as client:
+        home = await client.get("/desk")
+        switched = await client.post("/language", data={
+            "language": "de", "next": "/desk", "csrf": csrf_of(home)})
+        assert switched.status_code == 303
+        german = await client.get("/desk")
+        assert 'lang="de"' in german.text and "Benutzer" in german.text
+        assert (await client.post("/language", data={"language": "xx", "next": "/desk",
+                                                     "csrf": csrf_of(home)})).status_code == 422
+    async with browser(app) as anonymous:
+        english = await anonymous.get("/login", headers={"Accept-Language": "en-GB"})
+        assert 'lang="en"' in english.text and "Password" in english.text
+
+
+@pytest.mark.parametrize("age", ["idle", "old"])
+def test_sessions_expire(age: str) -> None:
+    secret = "test-secret-key-0123456789"
+    user = web_session.new_session(user_id=__import__("uuid").uuid4(),
+                                   tenant_id=__import__("uuid").uuid4(), tenant_slug="x",
+                                   role="clerk", name="x", language="fr")
+    token = web_session.encode(secret, user)
+    now = int(time.time())
+    assert web_session.decode(secret, token, now) == user
+    later = now + (web_session.IDLE_SECONDS + 1 if age == "idle"
+                   else web_session.ABSOLUTE_SECONDS + 1)
+    if age == "old":
+        token = web_session.encode(secret, user.renewed(later - 10))
+    assert web_session.decode(secret, token, later) is None
+    assert web_session.decode("another-secret-key-0123", token, now) is None
+    assert web_session.decode(secret, token[:-2] + "xx", now) is None
+
+
+async def test_a_disabled_user_is_logged_out(app: object, owner_db: Database,
+                                             hospitals: Hospitals) -> None:
+    from sqlalchemy import update
+
+    from luxfact.auth.models import User
+    from luxfact.kit import context
+    async with signed_in(app, owner_db, hospitals.a, Role.clerk) as client:
+        assert (await client.get("/desk")).status_code == 200
+        with context.tenant_scope(hospitals.a.id, actor="test"):
+            async with owner_db.transaction() as session:
+                await session.execute(update(User).where(User.tenant_id == hospitals.a.id)
+                                      .values(disabled=True))
+        assert (await client.get("/desk")).status_code == 303
