@@ -2,7 +2,7 @@
 
 from starlette.routing import BaseRoute, Route
 
-from luxfact.web import account
+from luxfact.web import account, admin, billing, clerk
 
 
 def desk_routes() -> list[BaseRoute]:
@@ -13,4 +13,7 @@ def desk_routes() -> list[BaseRoute]:
         Route("/logout", account.logout, methods=["POST"]),
         Route("/language", account.choose_language, methods=["POST"]),
         Route("/desk", account.home, methods=["GET"]),
+        *clerk.routes(),
+        *billing.routes(),
+        *admin.routes(),
     ]

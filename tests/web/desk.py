@@ -2,8 +2,8 @@
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 
