@@ -17,22 +17,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) system-tools
 
-# Debian tools the PDF tests drive: zbarimg (QR decoding), pdftotext and pdftoppm.
-# Installed only when missing; without root and apt-get (or sudo) it only warns.
+# Debian tools the tests drive: zbarimg (QR decoding), pdftotext and pdftoppm for the
+# PDFs, Chromium for the desk's browser tests (Playwright drives /usr/bin/chromium; it
+# never downloads a browser of its own). Installed only when missing; without root and
+# apt-get (or sudo) it only warns.
+SYSTEM_PACKAGES = zbar-tools poppler-utils chromium fonts-dejavu-core
 system-tools:
 	@if command -v zbarimg >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 \
-		&& command -v pdftoppm >/dev/null 2>&1; then \
+		&& command -v pdftoppm >/dev/null 2>&1 && test -x /usr/bin/chromium; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends zbar-tools poppler-utils; \
+			--no-install-recommends $(SYSTEM_PACKAGES); \
 	elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
 		&& sudo -n true 2>/dev/null; then \
 		sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends zbar-tools poppler-utils; \
+			apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
 	else \
-		echo "!! WARNING: zbarimg/pdftotext/pdftoppm missing and cannot be installed here;"; \
-		echo "!! install the Debian packages zbar-tools and poppler-utils, or the PDF tests skip."; \
+		echo "!! WARNING: zbarimg/pdftotext/pdftoppm/chromium missing and cannot be installed here;"; \
+		echo "!! install the Debian packages $(SYSTEM_PACKAGES), or the PDF and browser tests skip."; \
 	fi
 
 run: install

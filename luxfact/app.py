@@ -24,8 +24,9 @@ from luxfact.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from luxfact.routes import routes
 from luxfact.settings import Settings, load_settings
 
-# The one route that takes a large file (the insurer's return) has its own body limit.
-RETURN_PATH = re.compile(r"/api/v1/claim-batches/[^/]+/return")
+# The routes that take a large file (the insurer's return, by the API or the desk) have
+# their own body limit.
+RETURN_PATH = re.compile(r"/api/v1/claim-batches/[^/]+/return|/desk/claims/[^/]+/return")
 
 log = logging.getLogger("luxfact.app")
 
