@@ -7,7 +7,7 @@ LUXFACT_PORT ?= 8000
 LUXFACT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export LUXFACT_TEST_POSTGRES_URL
 
-.PHONY: run test install system-tools lint test-sqlite test-postgres bench clean
+.PHONY: run test install system-tools lint test-sqlite test-postgres bench clean vendor
 
 # Re-install whenever the project's dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -70,6 +70,18 @@ test: lint test-sqlite test-postgres
 
 bench: install
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# The desk's htmx, from the npm registry, checked against the SHA-256 recorded in
+# luxfact/web/static/vendor/README.md (run by hand when upgrading; the file is committed).
+HTMX_VERSION = 2.0.11
+HTMX_SHA256 = d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717
+vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent htmx.org@$(HTMX_VERSION) >/dev/null \
+		&& tar xzf htmx.org-$(HTMX_VERSION).tgz \
+		&& echo "$(HTMX_SHA256)  package/dist/htmx.min.js" | sha256sum -c --quiet \
+		&& cp package/dist/htmx.min.js $(CURDIR)/luxfact/web/static/vendor/htmx.min.js \
+		&& cp package/LICENSE $(CURDIR)/luxfact/web/static/vendor/htmx.LICENSE \
+		&& rm -rf $$tmp && echo "htmx $(HTMX_VERSION) vendored"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache tests/artifacts
