@@ -68,3 +68,22 @@ class AuthRepository:
         U = User.__table__  # type: ignore[attr-defined]
         await self.session.execute(update(U).where(U.c.tenant_id == self.tenant_id,
                                                    U.c.id == user_id).values(language=language))
+
+    async def set_role(self, user_id: uuid.UUID, role: str) -> None:
+        U = User.__table__  # type: ignore[attr-defined]
+        await self.session.execute(update(U).where(U.c.tenant_id == self.tenant_id,
+                                                   U.c.id == user_id).values(role=role))
+
+    async def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> None:
+        U = User.__table__  # type: ignore[attr-defined]
+        await self.session.execute(update(U).where(U.c.tenant_id == self.tenant_id,
+                                                   U.c.id == user_id).values(disabled=disabled))
+
+    async def enabled_admins(self, *, lock: bool = False) -> list[uuid.UUID]:
+        """The ids of the enabled administrators; `lock` holds their rows (FOR UPDATE) so
+        that two administrators cannot each remove the other at the same moment."""
+        query = select(User.id).where(User.tenant_id == self.tenant_id, User.role == "admin",
+                                      col(User.disabled).is_(False))
+        if lock:
+            query = query.with_for_update()
+        return list((await self.session.exec(query)).all())

@@ -50,3 +50,24 @@ def test_translations_keep_their_placeholders() -> None:
         for text, translated in i18n.catalog_messages(language).items():
             assert sorted(placeholder.findall(text)) == sorted(
                 placeholder.findall(translated)), (language, text)
+
+
+def test_a_text_has_one_translation_across_the_catalogues() -> None:
+    """The catalogues are merged: the same English text translated two ways in two areas
+    would show one of them at random (whichever file loads last)."""
+    from babel.messages.pofile import read_po
+
+    for language in ("fr", "de"):
+        seen: dict[str, tuple[str, str]] = {}
+        clashes = []
+        for path in sorted((i18n.LOCALE / language).glob("*.po")):
+            with path.open("rb") as handle:
+                for message in read_po(handle, locale=language):
+                    if not message.id or not message.string:
+                        continue
+                    text, translated = str(message.id), str(message.string)
+                    first = seen.setdefault(text, (path.name, translated))
+                    if first[1] != translated:
+                        clashes.append(f"{text!r}: {first[0]} {first[1]!r} / {path.name} "
+                                       f"{translated!r}")
+        assert not clashes, f"{language}:\n" + "\n".join(clashes)
