@@ -73,8 +73,8 @@ def screens(request: pytest.FixtureRequest) -> Screens:
     return Screens(folder)
 
 
-async def person(db: Database, hospital: Hospital, role: Role) -> Person:
-    return Person(hospital, role, await make_user(db, hospital, role))
+async def person(db: Database, hospital: Hospital, role: Role, language: str = "fr") -> Person:
+    return Person(hospital, role, await make_user(db, hospital, role, language))
 
 
 @pytest.fixture
