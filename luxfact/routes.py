@@ -10,6 +10,7 @@ from luxfact.auth import api as auth_api
 from luxfact.billing import api as billing_api
 from luxfact.claims import api as claims_api
 from luxfact.health import api as health_api
+from luxfact.hl7 import api as hl7_api
 from luxfact.patients import api as patients_api
 from luxfact.stays import api as stays_api
 from luxfact.tariffs import api as tariffs_api
@@ -98,5 +99,9 @@ def routes() -> list[BaseRoute]:
               methods=["POST"]),
         Route(f"{API}/tariffs/acts", tariffs_api.search_acts, methods=["GET"]),
         Route(f"{API}/tariffs/acts/{{code}}", tariffs_api.get_act, methods=["GET"]),
+        Route(f"{API}/hl7/v2", hl7_api.receive_message, methods=["POST"]),
+        Route(f"{API}/hl7/messages", hl7_api.list_messages, methods=["GET"]),
+        Route(f"{API}/hl7/messages/{{message_id}}/replay", hl7_api.replay_message,
+              methods=["POST"]),
         *desk_routes(),
     ]

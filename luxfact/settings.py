@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # The insurer's return file (POST .../return): parsed whole, so bounded; 50 MB is a
     # return of about 120,000 lines.
     max_return_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    # HL7 v2 messages received (raw, ACK, status) are kept this many days, then removed by
+    # `luxfact hl7 purge`.
+    hl7_retention_days: int = Field(default=90, ge=1, le=3650)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)

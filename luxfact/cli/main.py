@@ -3,16 +3,21 @@
 import typer
 from rich.table import Table
 
-from luxfact.cli import claims, db, invoices, tariffs, tenants, users
+from luxfact.cli import claims, db, hl7, invoices, tariffs, tenants, users
 from luxfact.cli.common import console, run, settings
 from luxfact.cli.demo import seed_demo, seed_demo_tariffs
+from luxfact.cli.mllp import mllp
 from luxfact.cli.serve import serve
+from luxfact.cli.worker import worker
 
 app = typer.Typer(help="Luxfact: hospital admission and billing.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.command()(serve)
+app.command()(mllp)
+app.command()(worker)
 app.add_typer(db.app, name="db")
 app.add_typer(claims.app, name="claims")
+app.add_typer(hl7.app, name="hl7")
 app.add_typer(invoices.app, name="invoices")
 app.add_typer(tariffs.app, name="tariffs")
 app.add_typer(tenants.app, name="tenants")

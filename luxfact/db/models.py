@@ -5,7 +5,9 @@ from luxfact.auth.models import ApiKey, User
 from luxfact.billing.models import Invoice, InvoiceDocument, InvoiceLine, NumberCounter, Payment
 from luxfact.claims.models import ClaimBatch, ClaimBatchInvoice, ClaimFileChunk, ClaimLineResult
 from luxfact.db.base import metadata
+from luxfact.hl7.models import HL7Message
 from luxfact.http.models import IdempotencyRecord
+from luxfact.jobs.models import Job
 from luxfact.patients.models import Coverage, Patient, PatientNameKey
 from luxfact.stays.models import Act, Movement, Stay
 from luxfact.tariffs.models import (
@@ -30,10 +32,12 @@ __all__ = [
     "ClaimFileChunk",
     "ClaimLineResult",
     "Coverage",
+    "HL7Message",
     "IdempotencyRecord",
     "Invoice",
     "InvoiceDocument",
     "InvoiceLine",
+    "Job",
     "Movement",
     "NumberCounter",
     "Patient",

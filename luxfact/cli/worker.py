@@ -1,0 +1,45 @@
+"""`luxfact worker`: the job worker as its own process (several may run at once)."""
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import typer
+
+from luxfact.cli.common import fail, settings
+from luxfact.cli.serve import _check_database
+from luxfact.db.engine import Database
+from luxfact.jobs import handlers  # noqa: F401 (registers the job kinds)
+from luxfact.jobs.worker import Worker
+from luxfact.kit import logging as luxlog
+
+
+def worker(
+    concurrency: int = typer.Option(4, min=1, max=64, help="Jobs run at once."),
+    poll: float = typer.Option(1.0, min=0.05, help="Seconds between looks at the queue."),
+    stuck_after: int = typer.Option(600, min=1, help="Seconds after which a running job "
+                                                     "whose worker died is queued again."),
+    grace: float = typer.Option(30.0, min=0, help="Seconds running jobs get to finish on "
+                                                  "SIGTERM before they are released."),
+) -> None:
+    """Run queued jobs until SIGTERM or SIGINT (then finish or release them)."""
+    config = settings()
+    problem = asyncio.run(_check_database(config.effective_app_database_url))
+    if problem:
+        fail(problem)
+    luxlog.configure(config.log_level)
+
+    async def main() -> None:
+        db = Database(config.effective_app_database_url, pool_size=concurrency + 2,
+                      tenant_setting_mode=config.tenant_setting_mode)
+        runner = Worker(db, concurrency=concurrency, poll=poll,
+                        stuck_after=timedelta(seconds=stuck_after), grace=grace)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await runner.serve()
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())

@@ -1,0 +1,71 @@
+"""/api/v1/hl7: HL7 v2 messages over HTTP, and the log of messages received."""
+
+from starlette.responses import Response
+
+from luxfact.auth.roles import Role
+from luxfact.hl7 import parse, service
+from luxfact.hl7.repository import HL7Repository
+from luxfact.hl7.schemas import MessageOut, MessageQuery, ReplayOut
+from luxfact.http.endpoint import Ctx, endpoint, json_response
+from luxfact.http.pagination import Page, decode_time_cursor, encode_cursor
+from luxfact.kit.errors import UnsupportedMediaType
+
+ER7 = "x-application/hl7-v2+er7"
+MEDIA_TYPES = (ER7, "text/plain", "application/hl7-v2+er7", "application/hl7-v2")
+
+
+def raw_text(raw: bytes) -> str:
+    try:
+        return parse.decode(raw)[0]
+    except parse.Rejected:
+        return raw.decode("utf-8", errors="replace")
+
+
+def message_out(row: object, with_raw: bool) -> MessageOut:
+    data = {name: getattr(row, name) for name in MessageOut.model_fields if name != "raw"}
+    return MessageOut(**data, raw=raw_text(row.raw) if with_raw else None)  # type: ignore[attr-defined]
+
+
+# Documented as text/plain (what every HTTP client and tool knows); ER7's own media type is
+# accepted the same way.
+@endpoint(Role.integration, Role.admin, raw_body="text/plain")
+async def receive_message(ctx: Ctx) -> Response:
+    """Deliver one HL7 v2 message (ER7, `x-application/hl7-v2+er7` or `text/plain`).
+
+    The answer is the message's ACK in the same media type, with status 200 whatever the
+    acknowledgement code: MSA-1 `AA` (applied), `AE` (refused, nothing applied: ERR and MSA-3
+    say why) or `AR` (cannot be processed). A control id (MSH-10) received before from the
+    same sending facility is not applied again: its first ACK is sent again."""
+    media = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in MEDIA_TYPES:
+        raise UnsupportedMediaType(f"Send one HL7 v2 message as {ER7} or text/plain.")
+    received = await service.receive(ctx.session, ctx.tenant_id, await ctx.request.body(),
+                                     channel="http")
+    payload, charset = received.encoded(), received.charset
+    return Response(payload, media_type=f"{media}; charset={charset}")
+
+
+@endpoint(Role.admin, Role.integration, query=MessageQuery, response=Page[MessageOut])
+async def list_messages(ctx: Ctx) -> Response:
+    """Messages received, newest first; the raw message (patient data) for administrators
+    only."""
+    query = ctx.query(MessageQuery)
+    with_raw = ctx.principal.role == Role.admin
+    rows = await HL7Repository(ctx.session, ctx.tenant_id).page(
+        limit=query.limit + 1, status=query.status, with_raw=with_raw,
+        after=decode_time_cursor(query.cursor))
+    shown = rows[: query.limit]
+    cursor = None
+    if len(rows) > query.limit and shown:
+        cursor = encode_cursor([shown[-1].received_at.isoformat(), str(shown[-1].id)])
+    return json_response(Page[MessageOut](items=[message_out(r, with_raw) for r in shown],
+                                          next_cursor=cursor))
+
+
+@endpoint(Role.admin, response=ReplayOut)
+async def replay_message(ctx: Ctx) -> Response:
+    """Apply a refused message again (after the missing data was fixed); a message applied
+    already is not applied twice."""
+    message, applied = await service.replay(ctx.session, ctx.tenant_id,
+                                            ctx.path_uuid("message_id"))
+    return json_response(ReplayOut(applied=applied, message=message_out(message, True)))

@@ -1,0 +1,293 @@
+"""The MLLP listener: HL7 v2 messages over TCP, each framed as 0x0B message 0x1C 0x0D.
+
+Every connection is a task of its own; its messages are processed one after the other, each
+in one transaction, and each answered with its ACK in the same framing. The hospital of a
+message is the listener's (`--tenant`) or the one whose tenant file maps its sending
+facility (MSH-4, `[integration] hl7_facilities`).
+
+Framing problems never stop the listener nor touch another connection:
+
+- bytes outside a frame (before a start block) are answered once with an AR;
+- a message over `max_bytes` is read to its end block, not kept, and answered AR;
+- a connection silent for `idle_timeout` seconds is closed, in a frame or between frames.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from luxfact.db.engine import Database
+from luxfact.db.errors import DATABASE_UNAVAILABLE
+from luxfact.hl7 import ack as acks
+from luxfact.hl7 import parse, service
+from luxfact.kit import context
+from luxfact.kit.time import LUXEMBOURG, utcnow
+from luxfact.tenancy.models import Tenant
+
+START, END = b"\x0b", b"\x1c\x0d"
+MAX_BYTES = 10 * 1024 * 1024
+# What is kept of a message that is refused for its size or its framing.
+KEPT_BYTES = 64 * 1024
+READ_SIZE = 64 * 1024
+FACILITY_TTL = 30.0
+
+log = logging.getLogger("luxfact.mllp")
+
+
+def frame(payload: bytes) -> bytes:
+    return START + payload + END
+
+
+class Frame:
+    """The bytes of a frame being read: all of them up to `max_bytes`; past that only its
+    first KEPT_BYTES (for the log and the ACK), the rest counted and dropped."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.data = bytearray()
+
+    def add(self, data: bytes | bytearray) -> None:
+        self.size += len(data)
+        if self.size <= self.max_bytes:
+            self.data += data
+        elif len(self.data) > KEPT_BYTES:
+            del self.data[KEPT_BYTES:]
+        elif len(self.data) < KEPT_BYTES:
+            self.data += data[:KEPT_BYTES - len(self.data)]
+
+    def kept(self) -> bytes:
+        return bytes(self.data)
+
+
+@dataclass
+class Facilities:
+    """MSH-4 sending facility -> tenant, from the tenants' files (as synced), re-read every
+    FACILITY_TTL seconds so that a `tenants sync` is seen without a restart."""
+
+    db: Database
+    mapping: dict[str, tuple[uuid.UUID, str]] = field(default_factory=dict)
+    read_at: float = -FACILITY_TTL
+
+    async def lookup(self, facility: str) -> tuple[uuid.UUID, str] | None:
+        if time.monotonic() - self.read_at > FACILITY_TTL:
+            async with self.db.transaction() as session:
+                tenants = (await session.execute(
+                    select(Tenant.id, Tenant.slug, Tenant.config)  # type: ignore[call-overload]
+                    .where(Tenant.active))).all()
+            self.mapping = {name: (row.id, row.slug) for row in tenants
+                            for name in (row.config or {}).get("integration", {})
+                            .get("hl7_facilities", [])}
+            self.read_at = time.monotonic()
+        return self.mapping.get(facility)
+
+
+class Listener:
+    def __init__(self, db: Database, *, tenant: tuple[uuid.UUID, str] | None = None,
+                 idle_timeout: float = 60.0, max_bytes: int = MAX_BYTES) -> None:
+        self.db = db
+        self.tenant = tenant
+        self.idle_timeout = idle_timeout
+        self.max_bytes = max_bytes
+        self.facilities = Facilities(db)
+        self.connections: set[asyncio.Task[None]] = set()
+        self.readers: set[asyncio.StreamReader] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
+        """Listen; `reuse_port`: several worker processes listen on the same port, each
+        with a socket of its own, and the kernel spreads the connections among them."""
+        self.server = await asyncio.start_server(self._connection, host, port,
+                                                 limit=READ_SIZE, reuse_address=True,
+                                                 reuse_port=reuse_port or None)
+        return self.server
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop listening; connections are closed once their message in progress is
+        answered (a message is never cut in the middle of its transaction)."""
+        if self.server is not None:
+            self.server.close()
+        for reader in list(self.readers):
+            reader.feed_eof()  # the read in progress ends: the connection finishes
+        if self.connections:
+            _, pending = await asyncio.wait(list(self.connections), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=grace)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    # -- one connection ---------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        self.readers.add(reader)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass  # the listener is stopping: this connection ends here
+        except Exception:  # a bug must not take the listener down: this connection ends
+            log.exception("mllp connection failed")
+        finally:
+            self.connections.discard(task)
+            self.readers.discard(reader)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        buffer = bytearray()
+        frame_ = Frame(self.max_bytes)
+        in_frame = False
+        junk = False  # bytes outside a frame were answered already (until the next frame)
+        while True:
+            if not buffer or buffer == b"\x1c":
+                try:
+                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), self.idle_timeout)
+                except TimeoutError:
+                    return  # idle: in a frame or not, the connection is closed
+                if not chunk:
+                    return
+                buffer += chunk
+            if not in_frame:
+                start = buffer.find(START)
+                outside = bytes(buffer if start < 0 else buffer[:start])
+                if outside.strip() and not junk:
+                    junk = True
+                    await self._answer(writer, outside[:KEPT_BYTES], parse.TransportRejected(
+                        "bytes outside an MLLP frame (start block 0x0B expected)",
+                        parse.Location("MSH"), parse.SEGMENT_SEQUENCE), len(outside))
+                if start < 0:
+                    buffer.clear()
+                    continue
+                del buffer[:start + 1]
+                in_frame, junk = True, False
+                frame_ = Frame(self.max_bytes)
+            end = buffer.find(END)
+            restart = buffer.find(START)
+            if restart >= 0 and (end < 0 or restart < end):
+                # A new start block before the end: the frame so far is broken.
+                frame_.add(buffer[:restart])
+                del buffer[:restart]
+                in_frame = False
+                await self._answer(writer, frame_.kept(), parse.TransportRejected(
+                    "a start block (0x0B) came before the end of the message (0x1C 0x0D)",
+                    parse.Location("MSH"), parse.SEGMENT_SEQUENCE), frame_.size)
+                continue
+            if end < 0:
+                # A 0x1C at the very end may be the first half of the end block: kept back.
+                take = len(buffer) - 1 if buffer.endswith(b"\x1c") else len(buffer)
+                frame_.add(buffer[:take])
+                del buffer[:take]
+                continue
+            frame_.add(buffer[:end])
+            del buffer[:end + len(END)]
+            in_frame = False
+            if frame_.size > self.max_bytes:
+                await self._answer(writer, frame_.kept(), parse.TransportRejected(
+                    f"the message is over {self.max_bytes} bytes ({frame_.size}): not "
+                    "processed", parse.Location("MSH"), parse.DATA_TYPE), frame_.size)
+            else:
+                await self._answer(writer, frame_.kept(), None, frame_.size)
+
+    # -- one message --------------------------------------------------------------------
+
+    async def _answer(self, writer: asyncio.StreamWriter, payload: bytes,
+                      rejection: parse.Rejected | None, size: int) -> None:
+        info = context.RequestInfo(route="mllp")
+        token = context.install(info)
+        started = time.perf_counter()
+        try:
+            text, code, charset, kind = await self._process(info, payload, rejection, size)
+            writer.write(frame(text.encode(charset, errors="replace")))
+            await writer.drain()
+            log.info("MLLP %s %s", kind or "?", code, extra={"fields": {
+                "route": "mllp", "message_type": kind, "ack": code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2)}})
+        finally:
+            context.reset(token)
+
+    async def _process(self, info: context.RequestInfo, payload: bytes,
+                       rejection: parse.Rejected | None, size: int
+                       ) -> tuple[str, str, str, str]:
+        parsed: parse.Parsed | None = None
+        header: parse.Header | None = None
+        if rejection is not None:
+            header = _header_of(payload)
+            rejection.header = header
+        else:
+            try:
+                parsed = parse.read(payload)
+                header = parsed.header
+            except parse.Rejected as exc:
+                rejection, header = exc, exc.header
+        charset = header.charset if header else "utf-8"
+        kind = header.type_code if header else ""
+        tenant = self.tenant
+        if tenant is None:
+            facility = header.sending_facility if header else ""
+            try:
+                tenant = await self.facilities.lookup(facility) if facility else None
+            except DATABASE_UNAVAILABLE:
+                return _reject(header, "the database is not reachable: deliver the message "
+                               "again later"), acks.REJECT, charset, kind
+            if tenant is None:
+                reason = (f"MSH-4: sending facility {facility!r} is not mapped to a hospital"
+                          if facility else "MSH-4 (sending facility) is needed to find the "
+                          "hospital")
+                if rejection is not None:
+                    reason = f"{rejection.reason}; {reason}"
+                return _reject(header, reason, parse.UNKNOWN_KEY), acks.REJECT, charset, kind
+        tenant_id, slug = tenant
+        info.tenant_id, info.tenant_slug = tenant_id, slug
+        info.actor = service.actor_for(header.sending_facility if header else "")
+        try:
+            async with self.db.transaction() as session:
+                received = await service.receive(
+                    session, tenant_id, payload, channel="mllp", parsed=parsed,
+                    rejection=rejection, size=size)
+        except DATABASE_UNAVAILABLE:
+            log.warning("database unavailable")
+            return _reject(header, "the database is not reachable: deliver the message "
+                           "again later"), acks.REJECT, charset, kind
+        except Exception:
+            log.exception("mllp message failed")
+            return _reject(header, "the message could not be processed (internal error): "
+                           "deliver it again, or ask the hospital's administrator"), \
+                acks.REJECT, charset, kind
+        return received.ack, received.code, received.charset, kind
+
+
+def _header_of(payload: bytes) -> parse.Header | None:
+    """The header of a message refused for its framing or size, for its ACK, if readable."""
+    try:
+        return parse.read(payload[:KEPT_BYTES].split(b"\x1c")[0]).header
+    except parse.Rejected as exc:
+        return exc.header
+    except Exception:
+        return None
+
+
+def _reject(header: parse.Header | None, reason: str,
+            code: str = parse.INTERNAL_ERROR) -> str:
+    return acks.build(header, acks.Outcome(acks.REJECT, reason, code), "LFX" +
+                      uuid.uuid4().hex[:17].upper(), utcnow().astimezone(LUXEMBOURG))
+
+
+async def tenant_by_slug(db: Database, slug: str) -> tuple[uuid.UUID, str] | None:
+    async with db.transaction() as session:
+        row = (await session.execute(select(Tenant.id).where(  # type: ignore[call-overload]
+            Tenant.slug == slug))).first()
+    return (row.id, slug) if row else None

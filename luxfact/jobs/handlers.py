@@ -1,0 +1,1 @@
+"""Every kind of job the product runs, imported by the worker so that each registers."""

@@ -1,0 +1,260 @@
+"""The HTTP endpoint's answers, the message log: duplicates, listing, replay, retention."""
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from luxfact.auth.roles import Role
+from luxfact.db.engine import Database
+from luxfact.hl7.models import HL7Message
+from luxfact.kit import context
+from luxfact.kit.time import utcnow
+from tests.cli.test_commands import invoke
+from tests.conftest import Hospitals
+from tests.hl7 import messages as m
+from tests.hl7.helpers import (
+    ER7,
+    accepted,
+    code,
+    messages,
+    patient,
+    reason,
+    refused,
+    segment,
+    send,
+    stay,
+    stays_of,
+)
+
+pytestmark = pytest.mark.usefixtures("catalogue")
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (bytes(range(256)) * 4, "not HL7 text"),
+    (b"PID|1||1990093012358\rPV1|1|I\r", "does not start with an MSH"),
+    # MSH-1 says '#', the segments use '|'.
+    (b"MSH#^~\\&#HIS#NORDHIS#LUX#LUX#20260302##ADT^A01#C-SEP#P#2.5\rPID|1||X\r",
+     "field separator"),
+    (b"MSH|^~|HIS|NORDHIS|LUX|LUX|20260302||ADT^A01|C-ENC|P|2.5\r", "MSH-1/MSH-2"),
+    (b"MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A28^ADT_A05|C-A28|P|2.5\rPID|1\r",
+     "A28"),
+    (b"MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ORU^R01|C-ORU|P|2.5\r", "ORU"),
+    (b"MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A01|C-V|P|2.7\r", "version"),
+])
+async def test_what_cannot_be_processed_is_rejected_ar(
+    client: httpx.AsyncClient, hospitals: Hospitals, raw: bytes, why: str
+) -> None:
+    ack = await send(client, hospitals.a, raw)
+    assert code(ack) == "AR" and why in reason(ack)
+    msa = segment(ack, "MSA")
+    control = raw.split(raw[3:4])[9].decode() if raw.startswith(b"MSH") and b"^~\\&" in raw \
+        else ""
+    assert msa[2] == control  # MSA-2 echoes MSH-10 when there is one
+    logged = (await messages(client, hospitals.a))[0]
+    assert logged["status"] == "rejected" and logged["ack"] == ack
+    assert logged["raw"] is not None and logged["size"] == len(raw)
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r\n"])
+async def test_lf_and_crlf_segment_separators(
+    client: httpx.AsyncClient, hospitals: Hospitals, separator: str
+) -> None:
+    matricule = m.new_matricule()
+    raw = m.admit("C1", matricule, "V1").decode().replace("\r", separator).encode()
+    await accepted(client, hospitals.a, raw)
+    assert (await stay(client, hospitals.a, matricule, "V1"))["unit"] == "MED"
+
+
+async def test_text_plain_is_accepted_and_other_types_are_not(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    raw = m.admit("C1", m.new_matricule(), "V1")
+    ack = await send(client, hospitals.a, raw, content_type="text/plain")
+    assert code(ack) == "AA"
+    for media in ("application/json", "application/xml", ""):
+        response = await client.post("/api/v1/hl7/v2", content=raw, headers={
+            **hospitals.a.auth(Role.integration), "content-type": media})
+        assert response.status_code == 415, media
+
+
+async def test_roles(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    raw = m.admit("C1", m.new_matricule(), "V1")
+    for role, status in ((Role.clerk, 403), (Role.billing, 403)):
+        response = await client.post("/api/v1/hl7/v2", content=raw, headers={
+            **hospitals.a.auth(role), "content-type": ER7})
+        assert response.status_code == status
+    assert code(await send(client, hospitals.a, raw, role=Role.admin)) == "AA"
+    anonymous = await client.post("/api/v1/hl7/v2", content=raw,
+                                  headers={"content-type": ER7})
+    assert anonymous.status_code == 401
+
+
+async def test_a_message_over_the_body_limit_is_413(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    raw = m.admit("C1", m.new_matricule(), "V1") + b"NTE|1||" + b"x" * (10 * 1024 * 1024)
+    response = await client.post("/api/v1/hl7/v2", content=raw, headers={
+        **hospitals.a.auth(Role.integration), "content-type": ER7})
+    assert response.status_code == 413
+    assert await messages(client, hospitals.a) == []
+
+
+async def test_a_repeated_control_id_is_applied_once(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    raw = m.admit("DUP-1", matricule, "V1")
+    first = await accepted(client, a, raw)
+    again = await send(client, a, raw)
+    assert again == first  # the same ACK, byte for byte
+    # Even when the content differs, the control id of that sender was used.
+    assert await send(client, a, m.admit("DUP-1", matricule, "V2")) == first
+    found = await patient(client, a, matricule)
+    assert [s["external_id"] for s in await stays_of(client, a, found["id"])] == ["V1"]
+    assert len(await messages(client, a)) == 1
+    # Another sending facility has its own control ids.
+    other = m.admit("DUP-1", matricule, "V3").replace(b"|NORDHIS|", b"|NORDLAB|")
+    await accepted(client, a, other)
+
+
+@pytest.mark.postgres
+async def test_ten_concurrent_deliveries_apply_once(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    raw = m.admit("RACE-1", matricule, "V1")
+    acks = await asyncio.gather(*(send(client, a, raw) for _ in range(10)))
+    assert len(set(acks)) == 1 and code(acks[0]) == "AA"
+    found = await patient(client, a, matricule)
+    assert len(await stays_of(client, a, found["id"])) == 1
+    assert len(await messages(client, a)) == 1
+    # Ten concurrent deliveries of a refused message: one refusal, logged once.
+    ghost = m.adt("A03", "RACE-2", matricule, "GHOST", "20260305110000")
+    refusals = await asyncio.gather(*(send(client, a, ghost) for _ in range(10)))
+    assert len(set(refusals)) == 1 and code(refusals[0]) == "AE"
+    assert len(await messages(client, a, status="error")) == 1
+
+
+async def test_concurrent_admissions_of_one_new_patient(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """Two visits of one new patient delivered at once: one patient, two stays."""
+    a, matricule = hospitals.a, m.new_matricule()
+    acks = await asyncio.gather(*(send(client, a, m.admit(f"P-{n}", matricule, f"V{n}"))
+                                  for n in range(4)))
+    assert [code(x) for x in acks] == ["AA"] * 4
+    found = await patient(client, a, matricule)
+    assert len(await stays_of(client, a, found["id"])) == 4
+
+
+async def test_listing_is_per_hospital_and_raw_for_admins_only(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, b = hospitals.a, hospitals.b
+    matricule = m.new_matricule()
+    await accepted(client, a, m.admit("L1", matricule, "V1"))
+    await refused(client, a, m.adt("A03", "L2", matricule, "NOPE", "20260305110000"))
+    admin = await messages(client, a)
+    assert [x["control_id"] for x in admin] == ["L2", "L1"]
+    assert matricule in admin[1]["raw"]
+    integration = await messages(client, a, role=Role.integration)
+    assert all(x["raw"] is None for x in integration)
+    assert matricule not in str(integration)
+    assert [x["control_id"] for x in await messages(client, a, status="error")] == ["L2"]
+    page = (await client.get("/api/v1/hl7/messages?limit=1",
+                             headers=a.auth(Role.admin))).json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    rest = (await client.get(f"/api/v1/hl7/messages?limit=1&cursor={page['next_cursor']}",
+                             headers=a.auth(Role.admin))).json()
+    assert rest["items"][0]["control_id"] == "L1"
+    for role in (Role.clerk, Role.billing):
+        response = await client.get("/api/v1/hl7/messages", headers=a.auth(role))
+        assert response.status_code == 403
+    # The other hospital sees none of them, and cannot replay them.
+    assert await messages(client, b) == []
+    response = await client.post(f"/api/v1/hl7/messages/{admin[0]['id']}/replay",
+                                 headers=b.auth(Role.admin))
+    assert response.status_code == 404
+    bad = await client.get("/api/v1/hl7/messages?status=nope", headers=a.auth(Role.admin))
+    assert bad.status_code == 422
+
+
+async def test_replay_applies_a_refused_message_once(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    await refused(client, a, m.dft("R1", matricule, "V1", ("N101", "20260302100000")))
+    [message] = await messages(client, a)
+    url = f"/api/v1/hl7/messages/{message['id']}/replay"
+    # Still refused: the visit is unknown; the reason is kept, attempts counted.
+    response = await client.post(url, headers=a.auth(Role.admin))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["applied"] is True and body["message"]["status"] == "error"
+    assert body["message"]["attempts"] == 2
+    # The missing admission arrives; the replay now applies the charge.
+    await accepted(client, a, m.admit("R2", matricule, "V1"))
+    body = (await client.post(url, headers=a.auth(Role.admin))).json()
+    assert body["applied"] is True and body["message"]["status"] == "accepted"
+    assert body["message"]["ack_code"] == "AA" and len(body["message"]["act_ids"]) == 1
+    admitted = await stay(client, a, matricule, "V1")
+    acts = (await client.get(f"/api/v1/stays/{admitted['id']}/acts",
+                             headers=a.auth(Role.clerk))).json()["items"]
+    assert len(acts) == 1
+    # Replayed again, or delivered again: not applied twice.
+    body = (await client.post(url, headers=a.auth(Role.admin))).json()
+    assert body["applied"] is False and body["message"]["attempts"] == 3
+    ack = await send(client, a, m.dft("R1", matricule, "V1", ("N101", "20260302100000")))
+    assert code(ack) == "AA"
+    assert len((await client.get(f"/api/v1/stays/{admitted['id']}/acts",
+                                 headers=a.auth(Role.clerk))).json()["items"]) == 1
+    assert (await client.post(url, headers=a.auth(Role.integration))).status_code == 403
+    missing = await client.post(f"/api/v1/hl7/messages/{uuid.uuid4()}/replay",
+                                headers=a.auth(Role.admin))
+    assert missing.status_code == 404
+
+
+async def test_the_matricule_never_reaches_the_logs(
+    client: httpx.AsyncClient, hospitals: Hospitals, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    wrong = matricule[:-1] + str((int(matricule[-1]) + 1) % 10)
+    # An escape sequence the library cannot decode: it would log the field, matricule and all.
+    odd = m.message(m.msh("ADT^A08", "G4"), m.pid(
+        matricule, address=f"{matricule} rue \\C2842\\ \\Zq\\^^Esch"), m.pv1("V1"))
+    with caplog.at_level(logging.INFO):
+        await accepted(client, a, m.admit("G1", matricule, "V1"))
+        await refused(client, a, m.admit("G2", wrong, "V2"))
+        await refused(client, a, m.dft("G3", matricule, "V1", ("N101", "x\\Xzz\\y")))
+        await send(client, a, odd)
+    assert caplog.records
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert matricule not in text and wrong not in text
+
+
+async def test_purge_keeps_the_retention_period(
+    client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database,
+    cli_env: dict[str, str]
+) -> None:
+    a = hospitals.a
+    await accepted(client, a, m.admit("OLD", m.new_matricule(), "V1"))
+    await accepted(client, a, m.admit("NEW", m.new_matricule(), "V2"))
+    table = HL7Message.__table__  # type: ignore[attr-defined]
+    with context.tenant_scope(a.id):
+        async with owner_db.transaction() as session:
+            await session.execute(update(table).where(
+                table.c.tenant_id == a.id, table.c.control_id == "OLD")
+                .values(received_at=utcnow() - timedelta(days=91)))
+    # The command runs its own event loop: in a thread of its own, as from a shell.
+    result = await asyncio.to_thread(invoke, cli_env, "hl7", "purge")
+    assert result.exit_code == 0, result.output
+    assert f"{a.slug}: 1 message(s) removed" in result.output
+    assert [x["control_id"] for x in await messages(client, a)] == ["NEW"]
+    result = await asyncio.to_thread(invoke, {**cli_env, "LUXFACT_HL7_RETENTION_DAYS": "1"},
+                                     "hl7", "purge", "--days", "400")
+    assert f"{a.slug}: 0 message(s) removed" in result.output

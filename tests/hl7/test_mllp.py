@@ -1,0 +1,298 @@
+"""The MLLP listener over real sockets: in-process on a free port, and as `luxfact mllp`."""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import httpx
+import pytest
+
+from luxfact.db.engine import Database
+from luxfact.hl7.mllp import END, START, Listener, frame
+from luxfact.patients.matricule import complete
+from luxfact.settings import Settings
+from tests.conftest import Hospital, Hospitals, make_hospital
+from tests.hl7 import messages as m
+from tests.hl7.helpers import code, messages, reason, segment, stay
+from tests.live import free_port
+
+pytestmark = pytest.mark.usefixtures("catalogue")
+
+
+@pytest.fixture(scope="module")
+async def app_db(settings: Settings) -> AsyncIterator[Database]:
+    """The listener's database: the application role, as `luxfact mllp` connects."""
+    db = Database(settings.effective_app_database_url, pool_size=12)
+    yield db
+    await db.dispose()
+
+
+@asynccontextmanager
+async def listening(db: Database, hospital: Hospital | None = None,
+                    **options: float) -> AsyncIterator[int]:
+    listener = Listener(db, tenant=(hospital.id, hospital.slug) if hospital else None,
+                        **options)  # type: ignore[arg-type]
+    server = await listener.start("127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        await listener.close()
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> "Connection":
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def ack(self) -> str:
+        async with asyncio.timeout(20):
+            data = await self.reader.readuntil(END)
+        assert data.startswith(START), data[:20]
+        return data[1:-2].decode()
+
+    async def send(self, raw: bytes) -> str:
+        await self.write(frame(raw))
+        return await self.ack()
+
+    async def closed_within(self, seconds: float) -> bool:
+        try:
+            return await asyncio.wait_for(self.reader.read(), seconds) == b""
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        self.writer.close()
+        with suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def test_messages_are_applied_and_acknowledged(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    async with listening(app_db, a) as port:
+        conn = await Connection.open(port)
+        ack = await conn.send(m.admit("M1", matricule, "V1"))
+        assert segment(ack, "MSA")[:3] == ["MSA", "AA", "M1"]
+        ack = await conn.send(m.dft("M2", matricule, "V1", ("N101", "20260302100000")))
+        assert code(ack) == "AA"
+        # The same control id again: the same ACK, nothing applied twice.
+        assert await conn.send(m.dft("M2", matricule, "V1", ("N101", "20260302100000"))) == ack
+        await conn.close()
+    admitted = await stay(client, a, matricule, "V1")
+    assert admitted["state"] == "admitted"
+    acts = (await client.get(f"/api/v1/stays/{admitted['id']}/acts",
+                             headers=a.auth("clerk"))).json()["items"]
+    assert len(acts) == 1
+    logged = await messages(client, a)
+    assert [x["channel"] for x in logged] == ["mllp", "mllp"]
+    # The audit trail names the sender.
+    events = (await client.get(f"/api/v1/audit-events?object_id={admitted['id']}",
+                               headers=a.auth("admin"))).json()["items"]
+    assert {e["actor"] for e in events} == {"hl7:NORDHIS"}
+
+
+async def test_many_connections_at_once(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a = hospitals.a
+
+    async def visit(n: int, port: int) -> list[str]:
+        conn = await Connection.open(port)
+        matricule = complete(f"19800101{n:03d}")
+        acks = [await conn.send(m.admit(f"MC{n}-1", matricule, f"MC{n}")),
+                await conn.send(m.dft(f"MC{n}-2", matricule, f"MC{n}",
+                                      ("N101", "20260302100000"))),
+                await conn.send(m.adt("A03", f"MC{n}-3", matricule, f"MC{n}",
+                                      "20260305110000"))]
+        await conn.close()
+        return [code(x) for x in acks]
+
+    async with listening(app_db, a) as port:
+        results = await asyncio.gather(*(visit(n, port) for n in range(24)))
+    assert results == [["AA", "AA", "AA"]] * 24
+    assert len(await messages(client, a, limit="200")) == 72
+
+
+async def test_bytes_outside_a_frame_are_answered_ar_and_the_connection_goes_on(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    async with listening(app_db, a) as port:
+        conn = await Connection.open(port)
+        # Garbage, then a good frame, in one write.
+        await conn.write(b"GET / HTTP/1.1\r\n\r\n" + frame(m.admit("G1", matricule, "V1")))
+        first = await conn.ack()
+        assert code(first) == "AR" and "outside an MLLP frame" in reason(first)
+        assert code(await conn.ack()) == "AA"
+        # Binary garbage inside a frame.
+        garbage = await conn.send(bytes(range(1, 11)) * 50)
+        assert code(garbage) == "AR"
+        # A frame restarted before its end: the broken part is answered, the next applied.
+        await conn.write(START + b"MSH|^~\\&|HIS|NORD" + frame(m.adt(
+            "A03", "G2", matricule, "V1", "20260305110000")))
+        assert code(await conn.ack()) == "AR"
+        assert code(await conn.ack()) == "AA"
+        # Whitespace between frames is no garbage.
+        await conn.write(b"\r\n")
+        assert code(await conn.send(m.adt("A13", "G3", matricule, "V1",
+                                          "20260305120000"))) == "AA"
+        await conn.close()
+    statuses = [x["status"] for x in await messages(client, a)]
+    assert statuses.count("rejected") == 3 and statuses.count("accepted") == 3
+
+
+async def test_a_start_block_without_end_is_closed_after_the_idle_timeout(
+    app_db: Database, hospitals: Hospitals
+) -> None:
+    async with listening(app_db, hospitals.a, idle_timeout=1.0) as port:
+        stuck = await Connection.open(port)
+        idle = await Connection.open(port)
+        busy = await Connection.open(port)
+        started = time.monotonic()
+        await stuck.write(START + m.admit("S1", m.new_matricule(), "V1")[:40])
+
+        async def keep_busy() -> list[str]:
+            # A connection that keeps talking is not disturbed by the others' timeouts.
+            acks = []
+            for n in range(10):
+                acks.append(code(await busy.send(m.admit(f"S2-{n}", m.new_matricule(),
+                                                         f"V2-{n}"))))
+                await asyncio.sleep(0.2)
+            return acks
+
+        closed = asyncio.gather(stuck.closed_within(5), idle.closed_within(5))
+        assert await keep_busy() == ["AA"] * 10
+        assert await closed == [True, True]
+        assert time.monotonic() - started >= 0.9
+        await busy.close()
+
+
+async def test_a_message_over_10_mb_is_refused_and_nothing_else_closes(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    huge = m.admit("BIG", matricule, "V1") + b"NTE|1||" + b"x" * (10 * 1024 * 1024) + b"\r"
+    async with listening(app_db, a) as port:
+        bystander = await Connection.open(port)
+        conn = await Connection.open(port)
+        ack = await conn.send(huge)
+        assert code(ack) == "AR" and "over 10485760 bytes" in reason(ack)
+        assert segment(ack, "MSA")[2] == "BIG"  # the header is still read for the ACK
+        assert code(await bystander.send(m.admit("B1", m.new_matricule(), "V2"))) == "AA"
+        # Its control id stays free: the message delivered again, at its normal size.
+        assert code(await conn.send(m.admit("BIG", matricule, "V1"))) == "AA"
+        await conn.close()
+        await bystander.close()
+    rejected = await messages(client, a, status="rejected")
+    assert rejected[0]["size"] == len(huge) and len(rejected[0]["raw"]) <= 64 * 1024
+
+
+async def test_the_hospital_is_found_by_sending_facility(
+    app_db: Database, client: httpx.AsyncClient, owner_db: Database
+) -> None:
+    facility = f"HIS{uuid.uuid4().hex[:8].upper()}"
+    hospital = await make_hospital(owner_db, "f", integration={"hl7_facilities": [facility]})
+    matricule = m.new_matricule()
+    raw = m.admit("F1", matricule, "V1").replace(b"|NORDHIS|", f"|{facility}|".encode())
+    async with listening(app_db) as port:
+        conn = await Connection.open(port)
+        assert code(await conn.send(raw)) == "AA"
+        unknown = await conn.send(m.admit("F2", matricule, "V2").replace(
+            b"|NORDHIS|", b"|NOBODY|"))
+        assert code(unknown) == "AR" and "NOBODY" in reason(unknown)
+        assert code(await conn.send(b"not HL7 at all")) == "AR"
+        await conn.close()
+    assert (await stay(client, hospital, matricule, "V1"))["state"] == "admitted"
+
+
+@pytest.mark.postgres
+async def test_ten_concurrent_deliveries_over_mllp_apply_once(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    raw = m.admit("RACE", matricule, "V1")
+
+    async def deliver(port: int) -> str:
+        conn = await Connection.open(port)
+        try:
+            return await conn.send(raw)
+        finally:
+            await conn.close()
+
+    async with listening(app_db, a) as port:
+        acks = await asyncio.gather(*(deliver(port) for _ in range(10)))
+    assert len(set(acks)) == 1 and code(acks[0]) == "AA"
+    assert len(await messages(client, a)) == 1
+
+
+async def _wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
+    for _ in range(300):
+        if process.returncode is not None:
+            assert process.stderr is not None
+            raise RuntimeError(f"luxfact mllp exited: {await process.stderr.read()!r}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise RuntimeError("luxfact mllp did not listen")
+
+
+async def _command(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "luxfact.cli.main", "mllp", *args, env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def test_the_luxfact_mllp_command(
+    client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str]
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule()
+    port = free_port()
+    process = await _command(cli_env, "--port", str(port), "--tenant", a.slug,
+                             "--idle-timeout", "2")
+    try:
+        await _wait_for_port(port, process)
+        conn = await Connection.open(port)
+        assert code(await conn.send(m.admit("P1", matricule, "V1"))) == "AA"
+        assert code(await conn.send(b"\x00\x01garbage")) == "AR"
+        await conn.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            returncode = await process.wait()
+    assert returncode == 0
+    assert (await stay(client, a, matricule, "V1"))["state"] == "admitted"
+    unknown = await _command(cli_env, "--port", str(free_port()), "--tenant",
+                             "no-such-hospital")
+    async with asyncio.timeout(60):
+        _, stderr = await unknown.communicate()
+    assert unknown.returncode == 1 and b"no tenant" in stderr
+
+
+async def test_an_unreachable_database_is_answered_ar(hospitals: Hospitals) -> None:
+    down = Database("sqlite+aiosqlite:////nonexistent/luxfact/down.db")
+    try:
+        async with listening(down, hospitals.a) as port:
+            conn = await Connection.open(port)
+            ack = await conn.send(m.admit("D1", m.new_matricule(), "V1"))
+            assert code(ack) == "AR" and "database is not reachable" in reason(ack)
+            assert segment(ack, "MSA")[2] == "D1"
+            await conn.close()
+    finally:
+        await down.dispose()

@@ -1,0 +1,20 @@
+"""A worker process with the tests' job kinds (for the SIGKILL test)."""
+
+import asyncio
+import sys
+from datetime import timedelta
+
+from luxfact.db.engine import Database
+from luxfact.jobs.worker import Worker
+from tests.jobs import kinds  # noqa: F401 (registers the kinds)
+
+
+async def main(url: str) -> None:
+    db = Database(url, pool_size=4)
+    worker = Worker(db, concurrency=2, poll=0.05, stuck_after=timedelta(seconds=1))
+    print("ready", flush=True)
+    await worker.serve()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
