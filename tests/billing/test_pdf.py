@@ -373,3 +373,18 @@ def test_epc_payload_cuts_a_long_name_and_checks_amount_and_reference():
             epc.epc_payload(HOSPITAL_NAME, IBAN, BIC, amount, reference)
     with pytest.raises(ValueError):  # free text in the reference field is refused
         epc.epc_payload(HOSPITAL_NAME, IBAN, BIC, Decimal("1.00"), f"Patient {MATRICULE}")
+
+
+@needs_tools
+def test_markup_in_any_text_is_printed_as_typed(tmp_path):
+    """Names, addresses, labels and a credit note's reason reach the page as plain text:
+    what looks like HTML or ReportLab's own markup is printed, never interpreted."""
+    hostile = "<script>alert(1)</script> <b>&amp;</b>"
+    doc = make_doc("fr", kind="credit_note", labels=[f"Acte {hostile}"] * 15,
+                   patient=Address(f"Anne {hostile}", f"5, rue {hostile}", "L-1234",
+                                   "Luxembourg"),
+                   credited_number="NORD-2026-000100", reason=f"Motif {hostile}")
+    text = pdf_text(render_document(doc, ASSETS), tmp_path)
+    for where in ("Anne ", "5, rue ", "Acte ", "Motif "):
+        assert f"{where}<script>alert(1)</script>" in text, where
+    assert "<b>&amp;</b>" in text
