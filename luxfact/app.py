@@ -75,7 +75,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = Database(settings.effective_app_database_url, pool_size=settings.db_pool_size,
-                      tenant_setting_mode=settings.tenant_setting_mode)
+                      tenant_setting_mode=settings.tenant_setting_mode,
+                      statement_cache_size=settings.db_statement_cache)
         try:
             yield {"settings": settings, "db": db, "tenant_slugs": {}}
         finally:

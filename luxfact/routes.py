@@ -9,14 +9,17 @@ from luxfact.audit import api as audit_api
 from luxfact.auth import api as auth_api
 from luxfact.billing import api as billing_api
 from luxfact.claims import api as claims_api
+from luxfact.fhir import api as fhir_api
 from luxfact.health import api as health_api
 from luxfact.hl7 import api as hl7_api
+from luxfact.observability import api as observability_api
 from luxfact.patients import api as patients_api
 from luxfact.stays import api as stays_api
 from luxfact.tariffs import api as tariffs_api
 from luxfact.tenancy import api as tenancy_api
 from luxfact.web import apidocs
 from luxfact.web.routes import desk_routes
+from luxfact.webhooks import api as webhooks_api
 
 STATIC = Path(__file__).resolve().parent / "web" / "static"
 
@@ -103,5 +106,23 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/hl7/messages", hl7_api.list_messages, methods=["GET"]),
         Route(f"{API}/hl7/messages/{{message_id}}/replay", hl7_api.replay_message,
               methods=["POST"]),
+        Route(f"{API}/webhooks", webhooks_api.list_webhooks, methods=["GET"]),
+        Route(f"{API}/webhooks", webhooks_api.create_webhook, methods=["POST"]),
+        Route(f"{API}/webhooks/{{webhook_id}}", webhooks_api.disable_webhook,
+              methods=["DELETE"]),
+        Route(f"{API}/webhooks/{{webhook_id}}/disable", webhooks_api.disable_webhook,
+              methods=["POST"]),
+        Route(f"{API}/webhooks/{{webhook_id}}/deliveries", webhooks_api.list_deliveries,
+              methods=["GET"]),
+        Route("/metrics", observability_api.metrics, methods=["GET"]),
+        Route(f"{API}/fhir/Patient/{{patient_id}}", fhir_api.read_fhir_patient,
+              methods=["GET"]),
+        Route(f"{API}/fhir/Encounter/{{stay_id}}", fhir_api.read_fhir_encounter,
+              methods=["GET"]),
+        Route(f"{API}/fhir/Claim/{{invoice_id}}", fhir_api.read_fhir_claim, methods=["GET"]),
+        Route(f"{API}/fhir/ClaimResponse/{{invoice_id}}", fhir_api.read_fhir_claim_response,
+              methods=["GET"]),
+        Route(f"{API}/fhir/Invoice/{{invoice_id}}", fhir_api.read_fhir_invoice,
+              methods=["GET"]),
         *desk_routes(),
     ]

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # (SET LOCAL with propagation to the workers), see docs/operations.md.
     tenant_setting_mode: Literal["set_config", "citus"] = "set_config"
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Prepared statements cached per PostgreSQL connection (asyncpg and SQLAlchemy's dialect).
+    # 0 behind PgBouncer in transaction pooling, where a cached statement would be sought on
+    # another server connection (docs/operations.md, deploy/pgbouncer/).
+    db_statement_cache: int = Field(default=100, ge=0, le=10_000)
 
     secret_key: str = Field(default="dev-insecure-secret-change-me", min_length=16)
     environment: Literal["development", "production", "test"] = "development"
@@ -52,6 +56,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    # GET /metrics: with a token, only `Authorization: Bearer <token>`; without one, only a
+    # loopback client. Anyone else gets 404 (docs/metrics.md).
+    metrics_token: str = ""
 
     @field_validator("database_url", "app_database_url")
     @classmethod

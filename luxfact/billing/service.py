@@ -23,6 +23,7 @@ from luxfact.claims import returns as claim_returns
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import cents_str, to_cents
 from luxfact.kit.time import LUXEMBOURG, utcnow
+from luxfact.observability.metrics import INVOICES_ISSUED
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays import acts as act_service
 from luxfact.stays.models import Stay
@@ -32,6 +33,7 @@ from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import pricing
 from luxfact.tariffs import service as tariffs
 from luxfact.tenancy.models import Tenant
+from luxfact.webhooks.service import emit
 
 
 def today() -> date:
@@ -162,6 +164,13 @@ async def bill_stay(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID, d
     # Numbers last: the counter row stays locked from here to the commit.
     if issued:
         await _number_and_insert(repo, tenant, "invoice", issued)
+    for invoice, _lines in issued:
+        await emit(session, tenant_id, "invoice.issued", {
+            "invoice_id": str(invoice.id), "number": invoice.number, "kind": invoice.kind,
+            "payer": invoice.payer, "stay_id": str(invoice.stay_id),
+            "patient_id": str(invoice.patient_id), "issued_on": invoice.issued_on.isoformat(),
+            "due_on": invoice.due_on.isoformat() if invoice.due_on else None,
+            "total": cents_str(invoice.total_cents)})
     return Issued(stay, issued)
 
 
@@ -291,6 +300,8 @@ async def _number_and_insert(repo: BillingRepository, tenant: Tenant, series: st
     await repo.insert_invoices([{name: getattr(invoice, name) for name in INVOICE_COLUMNS
                                  if name != "tenant_id"} for invoice, _lines in issued])
     await repo.insert_lines([vars(line) for _invoice, lines in issued for line in lines])
+    for invoice, _lines in issued:
+        INVOICES_ISSUED.labels(invoice.kind if series == "invoice" else "credit_note").inc()
     action = "invoice.issue" if series == "invoice" else "invoice.credit"
     await record_many(repo.session, [
         (action, "invoice", invoice.id,

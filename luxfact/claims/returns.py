@@ -24,6 +24,7 @@ from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import cents_str
 from luxfact.kit.time import utcnow
 from luxfact.tenancy.models import Tenant
+from luxfact.webhooks.service import emit
 
 B = ClaimBatch.__table__  # type: ignore[attr-defined]
 BI = ClaimBatchInvoice.__table__  # type: ignore[attr-defined]
@@ -165,6 +166,23 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
                  {"return": answer.return_id, "lines": len(rows)}, tenant_id=tenant.id)
     # Stornos reopen the earlier batches they touch.
     await settle(session, tenant.id, {batch.id, *(row["batch_id"] for row in rows)})
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    await emit(session, tenant.id, "claim_batch.answered", {
+        "batch_id": str(batch.id), "return_id": answer.return_id, "lines": len(rows),
+        "by_status": counts})
+    rejected = [row for row in rows if row["status"] == "rejected"]
+    if rejected:
+        # One event for the return's rejected lines (a return can reject thousands).
+        await emit(session, tenant.id, "claim_line.rejected", {
+            "batch_id": str(batch.id), "return_id": answer.return_id, "lines": [
+                {"invoice_id": str(row["invoice_id"]), "line": row["seq"],
+                 "claim_batch_id": str(row["batch_id"]),
+                 "claimed": cents_str(row["claimed_cents"]),
+                 "anomalies": [{"type": a["type"], "code": a["code"]}
+                               for a in row["anomalies"]]}
+                for row in rejected]})
     return Imported(await get_batch(session, tenant.id, batch.id), True)
 
 

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,10 +33,12 @@ from luxfact.claims.schemas import BatchError, BatchIn
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import from_cents
 from luxfact.kit.time import LUXEMBOURG, month_bounds, utcnow
+from luxfact.observability.metrics import CLAIM_BATCH_FREEZE, CLAIM_BATCH_LINES
 from luxfact.patients.matricule import InvalidMatricule, parse
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import service as tariffs
 from luxfact.tenancy.models import Tenant
+from luxfact.webhooks.service import emit
 
 # How many invoices are read (and written) at a time: memory stays flat whatever the batch.
 CHUNK = 500
@@ -233,6 +236,7 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
     """Validate and write the file in one reading of the invoices (each checked against the
     business rules, then against the schema), store its bytes and SHA-256: from now on
     nothing in the batch changes. Any error refuses the whole and stores nothing."""
+    started = time.perf_counter()
     batch = await _changeable(session, tenant, batch_id)
     repo = ClaimRepository(session, tenant.id)
     ids = await repo.invoice_ids(batch.id)
@@ -284,6 +288,13 @@ async def freeze(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
     await record(session, "claim_batch.freeze", "claim_batch", batch.id,
                  {"sha256": digest, "invoices": totals.invoices, "lines": totals.lines},
                  tenant_id=tenant.id)
+    await emit(session, tenant.id, "claim_batch.frozen", {
+        "batch_id": str(batch.id), "payer": batch.payer, "period": batch.period,
+        "file_reference": batch.file_reference, "invoices": totals.invoices,
+        "lines": totals.lines, "gross": str(totals.gross), "net": str(totals.net),
+        "sha256": digest})
+    CLAIM_BATCH_LINES.observe(totals.lines)
+    CLAIM_BATCH_FREEZE.observe(time.perf_counter() - started)
     return await get_batch(session, tenant.id, batch.id)
 
 

@@ -53,7 +53,8 @@ def describe_db_error(exc: BaseException) -> str:
 @asynccontextmanager
 async def owner_db(config: Settings) -> AsyncIterator[Database]:
     db = Database(config.database_url, pool_size=2,
-                  tenant_setting_mode=config.tenant_setting_mode)
+                  tenant_setting_mode=config.tenant_setting_mode,
+                  statement_cache_size=config.db_statement_cache)
     try:
         yield db
     finally:

@@ -4,6 +4,7 @@ import typer
 from rich.table import Table
 
 from luxfact.cli import claims, db, hl7, invoices, tariffs, tenants, users
+from luxfact.cli.backup import backup, restore
 from luxfact.cli.common import console, run, settings
 from luxfact.cli.demo import seed_demo, seed_demo_tariffs
 from luxfact.cli.mllp import mllp
@@ -15,6 +16,8 @@ app = typer.Typer(help="Luxfact: hospital admission and billing.", no_args_is_he
 app.command()(serve)
 app.command()(mllp)
 app.command()(worker)
+app.command()(backup)
+app.command()(restore)
 app.add_typer(db.app, name="db")
 app.add_typer(claims.app, name="claims")
 app.add_typer(hl7.app, name="hl7")

@@ -34,7 +34,8 @@ def mllp(
 ) -> None:
     """Receive HL7 v2 ADT and DFT messages over MLLP, each answered with its ACK."""
     config = settings()
-    problem = asyncio.run(_check_database(config.effective_app_database_url))
+    problem = asyncio.run(_check_database(config.effective_app_database_url,
+                                          config.db_statement_cache))
     if problem:
         fail(problem)
     if workers > 1:
@@ -72,7 +73,8 @@ def _supervise(workers: int, options: list[str]) -> int:
 async def _serve(config: Settings, host: str, port: int, slug: str | None,
                  idle_timeout: float, max_bytes: int, reuse_port: bool) -> int:
     db = Database(config.effective_app_database_url, pool_size=config.db_pool_size,
-                  tenant_setting_mode=config.tenant_setting_mode)
+                  tenant_setting_mode=config.tenant_setting_mode,
+                  statement_cache_size=config.db_statement_cache)
     try:
         tenant = None
         if slug is not None:

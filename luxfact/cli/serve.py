@@ -1,7 +1,10 @@
 """`luxfact serve`: the web process (uvicorn)."""
 
 import asyncio
+import os
 import socket
+import tempfile
+from pathlib import Path
 
 import typer
 import uvicorn
@@ -9,15 +12,16 @@ from sqlalchemy import text
 from uvicorn.supervisors import Multiprocess, multiprocess
 from uvicorn.supervisors.multiprocess import Process
 
-from luxfact.cli.common import describe_db_error, fail, settings
+from luxfact.cli.common import describe_db_error, err, fail, settings
 from luxfact.db.engine import make_engine
 from luxfact.db.migrate import current_revision, head_revision
 from luxfact.kit import logging as luxlog
+from luxfact.observability.metrics import MULTIPROC_ENV
 
 
-async def _check_database(url: str) -> str | None:
+async def _check_database(url: str, statement_cache_size: int = 100) -> str | None:
     """Why the service cannot start on this database, or None when it can."""
-    engine = make_engine(url)
+    engine = make_engine(url, statement_cache_size=statement_cache_size)
     try:
         async with asyncio.timeout(10), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -39,7 +43,8 @@ def serve(
 ) -> None:
     """Serve the API and the web pages."""
     config = settings()
-    problem = asyncio.run(_check_database(config.effective_app_database_url))
+    problem = asyncio.run(_check_database(config.effective_app_database_url,
+                                          config.db_statement_cache))
     if problem:
         fail(problem)
     luxlog.configure(config.log_level)
@@ -54,6 +59,8 @@ def serve(
         fail(f"cannot listen on {uv_config.host}:{uv_config.port}: {exc.strerror}")
     if uv_config.workers > 1:
         probe.close()
+        metrics_dir = prepare_metrics_dir()
+        err.print(f"metrics of the {uv_config.workers} workers in {metrics_dir}")
         WorkerSupervisor(uv_config, sockets=[]).run()
     else:
         probe.listen(uv_config.backlog)
@@ -89,6 +96,25 @@ class WorkerSupervisor(Multiprocess):
         # The supervisor creates its workers through the module's `Process`.
         multiprocess.Process = WorkerProcess  # type: ignore[misc]
         super().run()
+
+
+def prepare_metrics_dir() -> str:
+    """Several workers share their Prometheus metrics through files (docs/metrics.md).
+
+    PROMETHEUS_MULTIPROC_DIR given: its metric files of a previous run are removed (their
+    counts would be summed with this run's). Not given: a new directory under $TMPDIR. Set
+    here, before uvicorn starts the workers, which inherit it and import prometheus_client
+    afresh."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return given
+    made = tempfile.mkdtemp(prefix="luxfact-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made
 
 
 def listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:

@@ -12,6 +12,7 @@ from luxfact.db.engine import Database
 from luxfact.jobs import handlers  # noqa: F401 (registers the job kinds)
 from luxfact.jobs.worker import Worker
 from luxfact.kit import logging as luxlog
+from luxfact.tenancy.repository import TenantRepository
 
 
 def worker(
@@ -21,19 +22,32 @@ def worker(
                                                      "whose worker died is queued again."),
     grace: float = typer.Option(30.0, min=0, help="Seconds running jobs get to finish on "
                                                   "SIGTERM before they are released."),
+    tenant: list[str] = typer.Option([], help="Only this hospital's jobs (slug; repeat for "
+                                              "several). Default: every hospital."),
 ) -> None:
     """Run queued jobs until SIGTERM or SIGINT (then finish or release them)."""
     config = settings()
-    problem = asyncio.run(_check_database(config.effective_app_database_url))
+    problem = asyncio.run(_check_database(config.effective_app_database_url,
+                                          config.db_statement_cache))
     if problem:
         fail(problem)
     luxlog.configure(config.log_level)
 
     async def main() -> None:
         db = Database(config.effective_app_database_url, pool_size=concurrency + 2,
-                      tenant_setting_mode=config.tenant_setting_mode)
+                      tenant_setting_mode=config.tenant_setting_mode,
+                      statement_cache_size=config.db_statement_cache)
+        only = None
+        if tenant:
+            async with db.transaction() as session:
+                found = {t.slug: t.id for t in await TenantRepository(session).all()}
+            unknown = sorted(set(tenant) - set(found))
+            if unknown:
+                await db.dispose()
+                fail(f"no such hospital: {', '.join(unknown)}")
+            only = [found[slug] for slug in tenant]
         runner = Worker(db, concurrency=concurrency, poll=poll,
-                        stuck_after=timedelta(seconds=stuck_after), grace=grace)
+                        stuck_after=timedelta(seconds=stuck_after), grace=grace, tenants=only)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)

@@ -81,7 +81,13 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 100,
+                **kwargs: Any) -> AsyncEngine:
+    """`statement_cache_size` (LUXFACT_DB_STATEMENT_CACHE): prepared statements kept per
+    connection, by SQLAlchemy's asyncpg dialect and by asyncpg itself. 0 behind PgBouncer in
+    transaction pooling: asyncpg then uses unnamed statements, prepared and run within one
+    transaction (hence on one server connection); a named, cached one would be looked up later
+    on whichever server connection PgBouncer hands out next."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -97,7 +103,9 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
         pool_pre_ping=False,
         pool_recycle=1800,
         # Fail fast when the database is unreachable: the request gets a 503, not a hang.
-        connect_args={"timeout": 5, "command_timeout": 60},
+        connect_args={"timeout": 5, "command_timeout": 60,
+                      "prepared_statement_cache_size": statement_cache_size,
+                      "statement_cache_size": statement_cache_size},
         **kwargs,
     )
 
@@ -105,9 +113,11 @@ def make_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
 class Database:
     """One engine and its session factory, built in the lifespan (or by a CLI command)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, tenant_setting_mode: str = "set_config"):
+    def __init__(self, url: str, *, pool_size: int = 10, tenant_setting_mode: str = "set_config",
+                 statement_cache_size: int = 100):
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size,
+                                  statement_cache_size=statement_cache_size)
         self.tenant_setting_mode = tenant_setting_mode
         self.sessionmaker = async_sessionmaker(
             self.engine,

@@ -22,6 +22,7 @@ from luxfact.tariffs.models import (
     TenantPrice,
 )
 from luxfact.tenancy.models import Tenant
+from luxfact.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Act",
@@ -55,6 +56,8 @@ __all__ = [
     "Tenant",
     "TenantPrice",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]
 

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,9 +31,11 @@ log = logging.getLogger("luxfact.jobs")
 
 class Worker:
     def __init__(self, db: Database, *, concurrency: int = 4, poll: float = 1.0,
-                 stuck_after: timedelta = timedelta(minutes=10),
-                 grace: float = 30.0) -> None:
+                 stuck_after: timedelta = timedelta(minutes=10), grace: float = 30.0,
+                 tenants: Sequence[uuid.UUID] | None = None) -> None:
         self.db = db
+        # Only these hospitals' jobs (a worker dedicated to a large hospital); None: all.
+        self.only = list(tenants) if tenants is not None else None
         self.concurrency = concurrency
         self.poll = poll
         self.stuck_after = stuck_after
@@ -44,6 +47,8 @@ class Worker:
         self._last_recovery = 0.0
 
     async def _tenants(self) -> list[uuid.UUID]:
+        if self.only is not None:
+            return self.only
         async with self.db.transaction() as session:
             rows = await session.execute(select(Tenant.id).where(Tenant.active))
             return [row[0] for row in rows.all()]
@@ -60,7 +65,7 @@ class Worker:
                     async with self.db.transaction() as session:
                         count = await queue.recover(session, tenant_id, self.stuck_after)
                     if count:
-                        log.warning("jobs recovered", extra={"count": count})
+                        log.warning("jobs recovered", extra={"fields": {"count": count}})
                 room = self.concurrency - len(self.running)
                 if room <= 0 or self.stopping.is_set():
                     break
@@ -92,7 +97,7 @@ class Worker:
                     await handler(session, held)
                     await queue.done(session, job.tenant_id, job.id)
                 self.completed += 1
-                log.info("job done", extra={"job": str(job.id), "kind": job.kind})
+                log.info("job done", extra={"fields": {"job": str(job.id), "kind": job.kind}})
             except asyncio.CancelledError:
                 # Stopped at the end of the grace period: the work rolled back; queued again.
                 async with self.db.transaction() as session:
@@ -103,8 +108,9 @@ class Worker:
                 async with self.db.transaction() as session:
                     state = await queue.failed(session, job.tenant_id, job.id, self.name,
                                                reason, permanent=isinstance(error, Permanent))
-                log.warning("job failed", extra={"job": str(job.id), "kind": job.kind,
-                                                 "state": state, "error": reason[:300]})
+                log.warning("job failed", extra={"fields": {
+                    "job": str(job.id), "kind": job.kind, "state": state,
+                    "error": reason[:300]}})
 
     async def serve(self) -> None:
         """Run until `stop()`: then finish or release the running jobs."""

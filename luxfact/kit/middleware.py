@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luxfact.kit import context, problems
 from luxfact.kit.errors import PayloadTooLarge
+from luxfact.observability import metrics
 
 log = logging.getLogger("luxfact.request")
 
@@ -66,13 +67,15 @@ class RequestContextMiddleware:
         finally:
             matched = scope.get("route")
             route = info.route or getattr(matched, "path", None) or "<unmatched>"
+            elapsed = time.perf_counter() - started
+            metrics.observe_request(scope["method"], route, status, elapsed)
             log.info(
                 "%s %s %s", scope["method"], route, status,
                 extra={"fields": {
                     "method": scope["method"],
                     "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 }},
             )
             context.reset(token)

@@ -18,6 +18,7 @@ from luxfact.stays import movements as rules
 from luxfact.stays.models import Movement, Stay
 from luxfact.stays.repository import StayRepository
 from luxfact.stays.schemas import CoverageGap, MovementIn, StayIn
+from luxfact.webhooks.service import emit
 
 
 def local_day(moment: datetime) -> date:
@@ -60,6 +61,10 @@ async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn)
                                              data.room, data.bed, data.room_class))
     await record(session, "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
                  {"kind": data.kind}, tenant_id=tenant_id)
+    if not data.planned:
+        await emit(session, tenant_id, "stay.admitted", {
+            "stay_id": str(stay_id), "patient_id": str(data.patient_id), "kind": data.kind,
+            "admitted_at": data.admitted_at.isoformat(), "unit": data.unit})
     stay = await repo.get(stay_id)
     assert stay is not None
     return stay
@@ -138,6 +143,11 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         "bed": new.bed, "room_class": new.room_class, "updated_at": utcnow()})
     await record(session, f"stay.{data.type}", "stay", stay_id, {"seq": seq},
                  tenant_id=tenant_id)
+    if data.type in ("admit", "discharge"):
+        what = "admitted" if data.type == "admit" else "discharged"
+        await emit(session, tenant_id, f"stay.{what}", {
+            "stay_id": str(stay_id), "patient_id": str(stay.patient_id), "kind": stay.kind,
+            f"{what}_at": data.at.isoformat(), "unit": new.unit or stay.unit})
     updated = await get_stay(session, tenant_id, stay_id)
     movement = next(m for m in await repo.movements(stay_id) if m.id == values["id"])
     return updated, movement

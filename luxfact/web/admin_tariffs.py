@@ -379,7 +379,8 @@ async def apply(desk: Desk) -> Response:
                                                sha)
         else:
             owner = Database(settings.database_url, pool_size=1,
-                             tenant_setting_mode=settings.tenant_setting_mode)
+                             tenant_setting_mode=settings.tenant_setting_mode,
+                             statement_cache_size=settings.db_statement_cache)
             try:
                 async with owner.transaction() as session:
                     outcome, result = await _apply(session, desk, package, shown, filename,

@@ -75,7 +75,7 @@ async def test_a_job_runs_once_as_its_tenant_and_only_if_committed(
             rolled_back = await queue.enqueue(session, tenant, "test.effect", {})
             raise RuntimeError("the request failed")
     ids = await enqueue(app_db, tenant, "test.effect", 3)
-    worker = Worker(app_db, concurrency=2)
+    worker = Worker(app_db, concurrency=2, tenants=[tenant])
     await drain(worker)
     assert await runs(app_db, tenant, [*ids, rolled_back]) == {str(i): 1 for i in ids}
     assert {job.state for job in await jobs_of(app_db, tenant, ids)} == {"done"}
@@ -89,7 +89,7 @@ async def test_failures_are_retried_with_backoff_then_dead(app_db: Database,
     tenant = hospitals.a.id
     [failing] = await enqueue(app_db, tenant, "test.fail")
     [hopeless] = await enqueue(app_db, tenant, "test.permanent")
-    worker = Worker(app_db)
+    worker = Worker(app_db, tenants=[tenant])
     await drain(worker)
     by_id = {job.id: job for job in await jobs_of(app_db, tenant, [failing, hopeless])}
     assert by_id[hopeless].state == "dead" and "names no invoice" in by_id[hopeless].last_error
@@ -115,7 +115,7 @@ async def test_failures_are_retried_with_backoff_then_dead(app_db: Database,
 
 async def test_stop_lets_running_jobs_finish(app_db: Database, hospitals: Hospitals) -> None:
     ids = await enqueue(app_db, hospitals.a.id, "test.slow", 2, seconds=0.3)
-    worker = Worker(app_db, concurrency=4, poll=0.05, grace=5)
+    worker = Worker(app_db, concurrency=4, poll=0.05, grace=5, tenants=[hospitals.a.id])
     serving = asyncio.create_task(worker.serve())
     for _ in range(100):
         if len(worker.running) == 2:
@@ -132,7 +132,7 @@ async def test_stop_lets_running_jobs_finish(app_db: Database, hospitals: Hospit
 async def test_a_stop_past_the_grace_period_releases_the_job(app_db: Database,
                                                              hospitals: Hospitals) -> None:
     [job_id] = await enqueue(app_db, hospitals.a.id, "test.slow", seconds=5)
-    worker = Worker(app_db, poll=0.05, grace=0.2)
+    worker = Worker(app_db, poll=0.05, grace=0.2, tenants=[hospitals.a.id])
     serving = asyncio.create_task(worker.serve())
     for _ in range(100):
         if worker.running:
@@ -151,7 +151,9 @@ async def test_three_workers_run_each_job_exactly_once(app_db: Database,
                                                        hospitals: Hospitals) -> None:
     ids = await enqueue(app_db, hospitals.a.id, "test.effect", 150)
     ids += await enqueue(app_db, hospitals.b.id, "test.effect", 50)
-    workers = [Worker(app_db, concurrency=3, poll=0.02) for _ in range(3)]
+    # Only these two hospitals: the suite's other tests leave jobs of their own behind.
+    mine = [hospitals.a.id, hospitals.b.id]
+    workers = [Worker(app_db, concurrency=3, poll=0.02, tenants=mine) for _ in range(3)]
     serving = [asyncio.create_task(w.serve()) for w in workers]
     for _ in range(500):
         if sum(w.completed for w in workers) >= 200:
@@ -163,7 +165,6 @@ async def test_three_workers_run_each_job_exactly_once(app_db: Database,
     counted = {**await runs(app_db, hospitals.a.id, ids), **await runs(app_db, hospitals.b.id,
                                                                          ids)}
     assert counted == {str(i): 1 for i in ids}
-    # (completed counts may include earlier tests' jobs: the workers serve every hospital)
     assert sum(1 for w in workers if w.completed) >= 2  # the work was shared
 
 
@@ -173,7 +174,8 @@ async def test_a_worker_killed_mid_job_leaves_it_to_be_run_once(
     [job_id] = await enqueue(app_db, hospitals.a.id, "test.slow", seconds=30)
     process = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "tests.jobs.run_worker", settings.effective_app_database_url],
+        [sys.executable, "-m", "tests.jobs.run_worker", settings.effective_app_database_url,
+         str(hospitals.a.id)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
     try:
         for _ in range(300):
@@ -193,7 +195,8 @@ async def test_a_worker_killed_mid_job_leaves_it_to_be_run_once(
         async with app_db.transaction() as session:
             await session.execute(queue.J.update().where(queue.J.c.id == job_id)
                                   .values(payload={"seconds": 0}))
-    worker = Worker(app_db, stuck_after=timedelta(seconds=1), poll=0.05)
+    worker = Worker(app_db, stuck_after=timedelta(seconds=1), poll=0.05,
+                    tenants=[hospitals.a.id])
     await asyncio.sleep(1.1)
     await drain(worker)
     [job] = await jobs_of(app_db, hospitals.a.id, [job_id])

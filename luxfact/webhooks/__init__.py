@@ -1,0 +1,1 @@
+"""Webhooks: events sent to the hospital's own systems, signed, at least once."""

@@ -1,0 +1,77 @@
+"""/api/v1/webhooks: the administrator's endpoints and their delivery log."""
+
+import re
+from typing import Any
+
+from starlette.responses import Response
+
+from luxfact.auth.roles import Role
+from luxfact.http.endpoint import Ctx, endpoint, json_response
+from luxfact.http.pagination import Page, PageQuery, decode_time_cursor, encode_cursor
+from luxfact.webhooks import service
+from luxfact.webhooks.schemas import DeliveryOut, WebhookCreated, WebhookIn, WebhookOut
+
+_STATUS = re.compile(r"HTTP (\d{3})\b")
+
+
+def _out(row: Any) -> WebhookOut:
+    return WebhookOut.model_validate(row, from_attributes=True)
+
+
+@endpoint(Role.admin, response=Page[WebhookOut])
+async def list_webhooks(ctx: Ctx) -> Response:
+    """The hospital's webhook endpoints (never their secrets)."""
+    rows = await service.endpoints(ctx.session, ctx.tenant_id)
+    return json_response(Page[WebhookOut](items=[_out(r) for r in rows]))
+
+
+@endpoint(Role.admin, body=WebhookIn, response=WebhookCreated, status=201)
+async def create_webhook(ctx: Ctx) -> Response:
+    """Add an endpoint; its signing secret is in this response only."""
+    data = await ctx.body(WebhookIn)
+    row = await service.create_endpoint(
+        ctx.session, ctx.tenant_id, url=str(data.url), events=list(data.events),
+        description=data.description, created_by=ctx.principal.actor)
+    out = WebhookCreated(**_out(row).model_dump(), secret=row.secret)
+    return json_response(out, 201, headers={"Cache-Control": "no-store",
+                                             "Location": f"/api/v1/webhooks/{row.id}"})
+
+
+@endpoint(Role.admin, response=WebhookOut)
+async def disable_webhook(ctx: Ctx) -> Response:
+    """Disable an endpoint: no new events, pending deliveries cancelled; the log is kept."""
+    row = await service.disable_endpoint(ctx.session, ctx.tenant_id,
+                                         ctx.path_uuid("webhook_id"))
+    return json_response(_out(row))
+
+
+def delivery_out(row: Any) -> DeliveryOut:
+    if row.state in ("delivered", "cancelled"):
+        state, error, status, next_at = row.state, row.last_error, row.last_status, None
+    else:
+        state = "failed" if row.job_state == "dead" else "pending"
+        error = row.job_error
+        match = _STATUS.search(error or "")
+        status = int(match.group(1)) if match else None
+        next_at = row.next_attempt_at if state == "pending" else None
+    attempts = row.job_attempts if row.job_attempts is not None else row.attempts
+    return DeliveryOut(id=row.id, event_id=row.event_id, event_type=row.event_type,
+                       state=state, attempts=attempts, last_status_code=status,
+                       last_error=error, next_attempt_at=next_at, created_at=row.created_at,
+                       delivered_at=row.delivered_at)
+
+
+@endpoint(Role.admin, query=PageQuery, response=Page[DeliveryOut])
+async def list_deliveries(ctx: Ctx) -> Response:
+    """An endpoint's delivery log, newest first: each event, its attempts and outcome."""
+    query = ctx.query(PageQuery)
+    endpoint_row = await service.get_endpoint(ctx.session, ctx.tenant_id,
+                                              ctx.path_uuid("webhook_id"))
+    rows = await service.deliveries(ctx.session, ctx.tenant_id, endpoint_row.id,
+                                    limit=query.limit + 1,
+                                    after=decode_time_cursor(query.cursor))
+    shown = rows[:query.limit]
+    cursor = (encode_cursor([shown[-1].created_at.isoformat(), str(shown[-1].id)])
+              if len(rows) > query.limit else None)
+    return json_response(Page[DeliveryOut](items=[delivery_out(r) for r in shown],
+                                           next_cursor=cursor))

@@ -1,0 +1,111 @@
+"""The `webhook.deliver` job: POST one event to one endpoint, signed.
+
+The body is `{"id", "type", "created_at", "tenant", "data"}` (compact JSON, UTF-8); the
+headers `Luxfact-Event-Id: <event id>` and `Luxfact-Signature: t=<unix seconds>,v1=<hex>`
+where v1 is HMAC-SHA256 of `"<t>.<body>"` keyed with the endpoint's secret. A 2xx answer
+delivers it; any other answer, a connection error or no answer within `TIMEOUT` seconds
+raises, and the job queue retries it with its backoff until `max_attempts`, after which the
+job is dead and the delivery shows `failed`.
+
+The worker's transaction stays open while the receiver is asked (it holds the job's lock);
+a failed attempt's outcome is therefore kept on the job (its `last_error` reads
+`DeliveryFailed: HTTP 500 …`), which the delivery log reads back.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.jobs.registry import Permanent, handles
+from luxfact.kit.time import utcnow
+from luxfact.tenancy.repository import TenantRepository
+from luxfact.webhooks.service import JOB_KIND, D, E
+
+TIMEOUT = 10.0  # seconds for the whole exchange with the receiver
+USER_AGENT = "Luxfact-Webhooks/1"
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not take the event (its status, a timeout, a connection error)."""
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300,
+           now: float | None = None) -> bool:
+    """What a receiver does (Python): the signature matches and is recent."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    expected = signature(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def body_of(payload: dict[str, Any], tenant_slug: str) -> bytes:
+    event = {"id": payload["id"], "type": payload["type"],
+             "created_at": payload["created_at"], "tenant": tenant_slug,
+             "data": payload["data"]}
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def post(url: str, secret: str, event_id: str, body: bytes) -> int:
+    """The receiver's status code; DeliveryFailed when it did not answer in time."""
+    timestamp = int(time.time())
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               "Luxfact-Event-Id": event_id,
+               "Luxfact-Signature": signature(secret, timestamp, body)}
+    try:
+        async with asyncio.timeout(TIMEOUT), httpx.AsyncClient(
+                timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
+            response = await client.post(url, content=body, headers=headers)
+    except (TimeoutError, httpx.TimeoutException):
+        raise DeliveryFailed(f"timeout: no answer within {TIMEOUT:g} s") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(f"connection failed: {type(exc).__name__}: {exc}") from None
+    return response.status_code
+
+
+@handles(JOB_KIND)
+async def deliver(session: AsyncSession, job: Any) -> None:
+    try:
+        delivery_id = uuid.UUID(str(job.payload["delivery_id"]))
+    except (KeyError, TypeError, ValueError):
+        raise Permanent("the job names no delivery") from None
+    tenant_id = job.tenant_id
+    delivery = (await session.execute(select(D).where(
+        D.c.tenant_id == tenant_id, D.c.id == delivery_id))).first()
+    if delivery is None:
+        raise Permanent(f"no delivery {delivery_id}")
+    if delivery.state != "pending":
+        return  # delivered (or cancelled) already
+    endpoint = (await session.execute(select(E).where(
+        E.c.tenant_id == tenant_id, E.c.id == delivery.endpoint_id))).first()
+    where = (D.c.tenant_id == tenant_id, D.c.id == delivery_id)
+    if endpoint is None or not endpoint.active:
+        await session.execute(update(D).where(*where).values(
+            state="cancelled", attempts=job.attempts,
+            last_error="the endpoint was disabled"))
+        return
+    tenant = await TenantRepository(session).by_id(tenant_id)
+    body = body_of(delivery.payload, tenant.slug if tenant else "")
+    status = await post(endpoint.url, endpoint.secret, str(delivery.event_id), body)
+    if not 200 <= status < 300:
+        raise DeliveryFailed(f"HTTP {status} from the receiver")
+    await session.execute(update(D).where(*where).values(
+        state="delivered", attempts=job.attempts, last_status=status, last_error=None,
+        delivered_at=utcnow()))

@@ -1,0 +1,57 @@
+"""Webhook endpoints and deliveries over the API."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from luxfact.kit.types import PlainText
+from luxfact.webhooks.service import EventType
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: AnyHttpUrl = Field(description="Where the events are POSTed (https in production)")
+    events: list[EventType] = Field(min_length=1, max_length=20)
+    description: PlainText = Field(default="", max_length=500)
+
+    @field_validator("url")
+    @classmethod
+    def _short(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        text = str(value)
+        if len(text) > 2000:
+            raise ValueError("at most 2000 characters")
+        if any(ord(ch) < 33 or ord(ch) == 127 for ch in text):
+            raise ValueError("control characters are not allowed")
+        return value
+
+
+class WebhookOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    description: str
+    active: bool
+    created_at: datetime
+    created_by: str | None
+    disabled_at: datetime | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="The signing secret, shown this once only.")
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    state: Literal["pending", "delivered", "failed", "cancelled"] = Field(
+        description="pending: queued or being retried; failed: every attempt failed")
+    attempts: int
+    last_status_code: int | None = Field(description="The receiver's last HTTP status")
+    last_error: str | None = Field(description="Why the last attempt failed")
+    next_attempt_at: datetime | None = Field(description="When a pending delivery is tried "
+                                                         "next")
+    created_at: datetime
+    delivered_at: datetime | None

@@ -1,0 +1,125 @@
+"""Webhook use cases: emit an event in the caller's transaction, manage endpoints.
+
+`emit` is called by the service function that makes the change, in its transaction: the
+event exists exactly when the change was committed (a rolled-back change emits nothing).
+It writes one delivery per endpoint that wants the event and enqueues a `webhook.deliver`
+job for each; the request returns at once, the worker does the sending.
+
+Events carry ids and business facts only: never a matricule, a name or any other identity
+of the patient. Receivers read details through the API with their own key.
+"""
+
+import secrets
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import insert, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from luxfact.audit.service import record
+from luxfact.jobs import queue
+from luxfact.kit.errors import NotFound
+from luxfact.kit.time import utcnow
+from luxfact.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+EventType = Literal["stay.admitted", "stay.discharged", "invoice.issued",
+                    "claim_batch.frozen", "claim_batch.answered", "claim_line.rejected"]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+JOB_KIND = "webhook.deliver"
+# Attempts per delivery (the job queue's backoff: 5 s, 10 s, 20 s, … at most an hour).
+MAX_ATTEMPTS = 8
+
+E = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+D = WebhookDelivery.__table__  # type: ignore[attr-defined]
+
+
+def new_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+async def emit(session: AsyncSession, tenant_id: uuid.UUID, event_type: str,
+               data: dict[str, Any]) -> uuid.UUID | None:
+    """Record the event for every active endpoint of the tenant that wants it; its id, or
+    None when no endpoint wants it (nothing is written then)."""
+    assert event_type in EVENT_TYPES, event_type
+    rows = (await session.execute(select(E.c.id, E.c.events).where(
+        E.c.tenant_id == tenant_id, E.c.active.is_(True)))).all()
+    targets = [row.id for row in rows if event_type in (row.events or [])]
+    if not targets:
+        return None
+    event_id = uuid.uuid4()
+    now = utcnow()
+    payload = {"id": str(event_id), "type": event_type, "created_at": now.isoformat(),
+               "data": data}
+    for endpoint_id in targets:
+        delivery_id = uuid.uuid4()
+        job_id = await queue.enqueue(session, tenant_id, JOB_KIND,
+                                     {"delivery_id": str(delivery_id)},
+                                     max_attempts=MAX_ATTEMPTS)
+        await session.execute(insert(D).values(
+            tenant_id=tenant_id, id=delivery_id, endpoint_id=endpoint_id, event_id=event_id,
+            event_type=event_type, payload=payload, job_id=job_id, state="pending",
+            attempts=0, created_at=now))
+    return event_id
+
+
+async def create_endpoint(session: AsyncSession, tenant_id: uuid.UUID, *, url: str,
+                          events: list[str], description: str,
+                          created_by: str | None) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secret=new_secret(),
+                               events=sorted(set(events)), description=description,
+                               created_by=created_by)
+    session.add(endpoint)
+    await session.flush()
+    await record(session, "webhook.create", "webhook_endpoint", endpoint.id,
+                 {"url": url, "events": endpoint.events}, tenant_id=tenant_id)
+    return endpoint
+
+
+async def endpoints(session: AsyncSession, tenant_id: uuid.UUID) -> list[WebhookEndpoint]:
+    result = await session.execute(select(WebhookEndpoint).where(
+        E.c.tenant_id == tenant_id).order_by(E.c.created_at, E.c.id))
+    return list(result.scalars().all())
+
+
+async def get_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
+                       endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    result = await session.execute(select(WebhookEndpoint).where(
+        E.c.tenant_id == tenant_id, E.c.id == endpoint_id))
+    endpoint = result.scalars().first()
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint.")
+    return endpoint
+
+
+async def disable_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
+                           endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """No new event goes to it, and its deliveries not yet sent are cancelled; the endpoint
+    and its delivery log are kept."""
+    endpoint = await get_endpoint(session, tenant_id, endpoint_id)
+    if endpoint.active:
+        now = utcnow()
+        await session.execute(update(E).where(E.c.tenant_id == tenant_id,
+                                              E.c.id == endpoint_id)
+                              .values(active=False, disabled_at=now))
+        await record(session, "webhook.disable", "webhook_endpoint", endpoint_id, {},
+                     tenant_id=tenant_id)
+        await session.refresh(endpoint)
+    return endpoint
+
+
+async def deliveries(session: AsyncSession, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, *,
+                     limit: int, after: tuple[Any, uuid.UUID] | None) -> list[Any]:
+    """An endpoint's deliveries, newest first, each with its job's attempts and state."""
+    from luxfact.jobs.queue import J
+
+    query = (select(D, J.c.attempts.label("job_attempts"), J.c.state.label("job_state"),
+                    J.c.last_error.label("job_error"), J.c.run_at.label("next_attempt_at"))
+             .select_from(D.outerjoin(J, (J.c.tenant_id == D.c.tenant_id)
+                                      & (J.c.id == D.c.job_id)))
+             .where(D.c.tenant_id == tenant_id, D.c.endpoint_id == endpoint_id))
+    if after:
+        query = query.where((D.c.created_at < after[0])
+                            | ((D.c.created_at == after[0]) & (D.c.id < after[1])))
+    query = query.order_by(D.c.created_at.desc(), D.c.id.desc()).limit(limit)
+    return list((await session.execute(query)).all())

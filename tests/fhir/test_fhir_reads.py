@@ -1,0 +1,180 @@
+"""FHIR R4 reads: every answer validated with the R4B models of fhir.resources, and its
+values checked against the REST API's JSON; other hospitals and unknown ids get 404."""
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fhir.resources.R4B.claim import Claim
+from fhir.resources.R4B.claimresponse import ClaimResponse
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.invoice import Invoice
+from fhir.resources.R4B.patient import Patient
+
+from luxfact.auth.roles import Role
+from tests.billing.test_invoices import bill, stay_with_acts
+from tests.claims.test_returns import answer_with_rejections, post_return, sent_batch
+from tests.conftest import Hospital, Hospitals
+
+pytestmark = pytest.mark.usefixtures("catalogue")
+
+FHIR_JSON = "application/fhir+json"
+MODELS = {"Patient": Patient, "Encounter": Encounter, "Claim": Claim,
+          "ClaimResponse": ClaimResponse, "Invoice": Invoice}
+
+
+async def read(client: httpx.AsyncClient, hospital: Hospital, kind: str, id_: str,
+               role: Role = Role.billing) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/fhir/{kind}/{id_}", headers=hospital.auth(role))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == FHIR_JSON
+    MODELS[kind].model_validate_json(response.content)  # valid FHIR, or it raises
+    resource = json.loads(response.content, parse_float=Decimal)
+    assert resource["resourceType"] == kind and resource["id"] == id_
+    return resource
+
+
+async def rest(client: httpx.AsyncClient, hospital: Hospital, path: str,
+               role: Role = Role.billing) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/{path}", headers=hospital.auth(role))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def money(value: dict[str, Any]) -> str:
+    assert value["currency"] == "EUR"
+    return format(value["value"], "f")
+
+
+async def patient_reads(client: httpx.AsyncClient, hospital: Hospital, patient_id: str) -> int:
+    events = (await client.get(f"/api/v1/audit-events?object_id={patient_id}&limit=200",
+                               headers=hospital.auth(Role.admin))).json()["items"]
+    return sum(event["action"] == "patient.read" for event in events)
+
+
+async def test_patient_and_encounter(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    stay = await stay_with_acts(client, hospitals.a)
+    patient = await rest(client, hospitals.a, f"patients/{stay['patient_id']}", Role.clerk)
+    before = await patient_reads(client, hospitals.a, patient["id"])
+    fhir_patient = await read(client, hospitals.a, "Patient", patient["id"], Role.clerk)
+    assert fhir_patient["identifier"][0]["value"] == patient["matricule"]
+    assert fhir_patient["name"][0]["family"] == patient["family_name"]
+    assert fhir_patient["birthDate"] == patient["birth_date"]
+    assert await patient_reads(client, hospitals.a, patient["id"]) == before + 1  # audited
+
+    fresh = await rest(client, hospitals.a, f"stays/{stay['id']}", Role.clerk)
+    encounter = await read(client, hospitals.a, "Encounter", stay["id"], Role.clerk)
+    assert encounter["subject"]["reference"] == f"Patient/{patient['id']}"
+    assert encounter["status"] == {"discharged": "finished", "admitted": "in-progress",
+                                   "closed": "finished"}[fresh["state"]]
+    assert encounter["class"]["code"] == "IMP"
+    assert encounter["period"]["start"].startswith(fresh["admitted_at"][:10])
+    if fresh["discharged_at"]:
+        assert "end" in encounter["period"]
+    for role in (Role.admin, Role.billing, Role.integration):
+        await read(client, hospitals.a, "Encounter", stay["id"], role)
+
+
+async def test_claim_and_invoice_match_the_rest_api(client: httpx.AsyncClient,
+                                                    hospitals: Hospitals) -> None:
+    stay = await stay_with_acts(client, hospitals.a)
+    issued = await bill(client, hospitals.a, stay)
+    assert issued.status_code == 201, issued.text
+    for invoice in issued.json()["invoices"]:
+        rest_invoice = await rest(client, hospitals.a, f"invoices/{invoice['id']}")
+        fhir_invoice = await read(client, hospitals.a, "Invoice", invoice["id"])
+        assert fhir_invoice["identifier"][0]["value"] == rest_invoice["number"]
+        assert fhir_invoice["status"] == "issued"
+        assert fhir_invoice["subject"]["reference"] == f"Patient/{rest_invoice['patient_id']}"
+        assert money(fhir_invoice["totalNet"]) == rest_invoice["total"]
+        assert money(fhir_invoice["totalGross"]) == rest_invoice["gross"]
+        assert len(fhir_invoice["lineItem"]) == len(rest_invoice["lines"])
+        for item, line in zip(fhir_invoice["lineItem"], rest_invoice["lines"], strict=True):
+            assert item["sequence"] == line["seq"]
+            coding = item["chargeItemCodeableConcept"]["coding"][0]
+            assert coding["code"] == line["code"]
+            parts = {c["type"]: Decimal(money(c["amount"])) for c in item["priceComponent"]}
+            assert parts["base"] == Decimal(line["unit_price"]) * line["quantity"]
+            gross = parts["base"] + parts.get("surcharge", 0) - parts.get("discount", 0)
+            assert gross == Decimal(line["gross"])
+            assert gross - parts.get("deduction", 0) == Decimal(line["amount"])
+        if rest_invoice["kind"] == "patient":
+            with_claim = await client.get(f"/api/v1/fhir/Claim/{invoice['id']}",
+                                          headers=hospitals.a.auth(Role.billing))
+            assert with_claim.status_code == 404  # a patient invoice is no claim
+            continue
+        claim = await read(client, hospitals.a, "Claim", invoice["id"])
+        assert claim["identifier"][0]["value"] == rest_invoice["number"]
+        assert claim["patient"]["reference"] == f"Patient/{rest_invoice['patient_id']}"
+        assert money(claim["total"]) == rest_invoice["total"]
+        assert [i["productOrService"]["coding"][0]["code"] for i in claim["item"]] == [
+            line["code"] for line in rest_invoice["lines"]]
+        assert [money(i["net"]) for i in claim["item"]] == [
+            line["amount"] for line in rest_invoice["lines"]]
+        assert {i["encounter"][0]["reference"] for i in claim["item"]} == {
+            f"Encounter/{stay['id']}"}
+        unanswered = await client.get(f"/api/v1/fhir/ClaimResponse/{invoice['id']}",
+                                      headers=hospitals.a.auth(Role.billing))
+        assert unanswered.status_code == 404
+        assert unanswered.headers["content-type"] == "application/problem+json"
+
+    # A credit note is an Invoice too; the credited invoice reads `cancelled`.
+    first = issued.json()["invoices"][0]
+    credit = await client.post(f"/api/v1/invoices/{first['id']}/credit-notes",
+                               json={"reason": "wrong coverage"},
+                               headers=hospitals.a.auth(Role.billing))
+    assert credit.status_code == 201, credit.text
+    note = credit.json()
+    fhir_note = await read(client, hospitals.a, "Invoice", note["id"])
+    assert fhir_note["type"]["coding"][0]["code"] == "credit_note"
+    assert money(fhir_note["totalNet"]) == note["total"]
+    assert money(fhir_note["totalGross"]) == note["gross"]
+    assert f"Invoice/{first['id']}" in fhir_note["note"][0]["text"]
+    assert (await read(client, hospitals.a, "Invoice", first["id"]))["status"] == "cancelled"
+
+
+async def test_claim_response_once_answered(client: httpx.AsyncClient,
+                                            hospitals: Hospitals) -> None:
+    batch, claim_file = await sent_batch(client, hospitals.a, 2)
+    answered = await post_return(client, hospitals.a, batch,
+                                 answer_with_rejections(claim_file))
+    assert answered.status_code == 200, answered.text
+    lines = (await rest(client, hospitals.a, "claim-lines?status=paid"))["items"] + (
+        await rest(client, hospitals.a, "claim-lines?status=rejected"))["items"] + (
+        await rest(client, hospitals.a, "claim-lines?status=partly_paid"))["items"]
+    invoice_ids = {line["invoice_id"] for line in lines}
+    assert invoice_ids
+    for invoice_id in invoice_ids:
+        response = await read(client, hospitals.a, "ClaimResponse", invoice_id)
+        assert response["request"]["reference"] == f"Claim/{invoice_id}"
+        mine = {line["line"]: line for line in lines if line["invoice_id"] == invoice_id}
+        for item in response["item"]:
+            line = mine.get(item["itemSequence"])
+            if line is None:
+                continue
+            amounts = {a["category"]["coding"][0]["code"]: money(a["amount"])
+                       for a in item["adjudication"]}
+            assert amounts == {"submitted": line["claimed"], "benefit": line["paid"]}
+
+
+async def test_other_hospitals_and_unknown_ids_get_404(client: httpx.AsyncClient,
+                                                       hospitals: Hospitals) -> None:
+    stay = await stay_with_acts(client, hospitals.a)
+    issued = (await bill(client, hospitals.a, stay)).json()["invoices"]
+    insurer = next(i for i in issued if i["kind"] == "insurer")
+    ids = {"Patient": stay["patient_id"], "Encounter": stay["id"], "Claim": insurer["id"],
+           "ClaimResponse": insurer["id"], "Invoice": insurer["id"]}
+    for kind, id_ in ids.items():
+        for hospital, wanted in ((hospitals.b, id_), (hospitals.a, str(uuid.uuid4())),
+                                 (hospitals.a, "not-a-uuid")):
+            response = await client.get(f"/api/v1/fhir/{kind}/{wanted}",
+                                        headers=hospital.auth(Role.billing))
+            assert response.status_code == 404, (kind, wanted)
+    # The desk may read patients and stays, not invoices or claims.
+    for kind in ("Claim", "Invoice"):
+        response = await client.get(f"/api/v1/fhir/{kind}/{ids[kind]}",
+                                    headers=hospitals.a.auth(Role.clerk))
+        assert response.status_code == 403
