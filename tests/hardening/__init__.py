@@ -1,0 +1,1 @@
+"""Hardening: tests that fail when a new route or table forgets a rule."""
