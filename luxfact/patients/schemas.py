@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from luxfact.http.pagination import PageQuery
 from luxfact.kit.text import nfc
 from luxfact.kit.time import LUXEMBOURG
-from luxfact.kit.types import IsoDate
+from luxfact.kit.types import IsoDate, PlainText
 from luxfact.patients import matricule as mat
 
 
@@ -18,7 +18,7 @@ def _name(value: str) -> str:
     value = nfc(" ".join(value.split()))
     if not value:
         raise ValueError("must not be empty")
-    if any(ord(c) < 32 or c in "<>{}[]\\|;=@#$%^*_~`" for c in value):
+    if any(ord(c) < 32 or ord(c) == 127 or c in "<>{}[]\\|;=@#$%^*_~`" for c in value):
         raise ValueError("contains characters a name does not have")
     return value
 
@@ -81,12 +81,12 @@ def check_identity(matricule: str | None, no_matricule_reason: str | None,
 class PatientFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    street: str = Field(default="", max_length=200)
-    postal_code: str = Field(default="", max_length=20)
-    city: str = Field(default="", max_length=100)
+    street: PlainText = Field(default="", max_length=200)
+    postal_code: PlainText = Field(default="", max_length=20)
+    city: PlainText = Field(default="", max_length=100)
     country: str = Field(default="LU", pattern=r"^[A-Z]{2}$")
     phone: str = Field(default="", max_length=40)
-    email: str = Field(default="", max_length=254)
+    email: PlainText = Field(default="", max_length=254)
 
     @model_validator(mode="after")
     def _contact(self) -> "PatientFields":
@@ -118,12 +118,12 @@ class PatientIn(PatientFields):
 class PatientPatch(PatientFields):
     """Every field optional; only those given change."""
 
-    street: str | None = Field(default=None, max_length=200)  # type: ignore[assignment]
-    postal_code: str | None = Field(default=None, max_length=20)  # type: ignore[assignment]
-    city: str | None = Field(default=None, max_length=100)  # type: ignore[assignment]
+    street: PlainText | None = Field(default=None, max_length=200)  # type: ignore[assignment]
+    postal_code: PlainText | None = Field(default=None, max_length=20)  # type: ignore[assignment]
+    city: PlainText | None = Field(default=None, max_length=100)  # type: ignore[assignment]
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")  # type: ignore[assignment]
     phone: str | None = Field(default=None, max_length=40)  # type: ignore[assignment]
-    email: str | None = Field(default=None, max_length=254)  # type: ignore[assignment]
+    email: PlainText | None = Field(default=None, max_length=254)  # type: ignore[assignment]
     matricule: MatriculeIn = None
     no_matricule_reason: NoMatriculeReason | None = None
     legacy_matricule: LegacyIn = None

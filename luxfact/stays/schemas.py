@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from luxfact.http.pagination import PageQuery
-from luxfact.kit.types import IsoDateTime
+from luxfact.kit.types import IsoDateTime, PlainText
 
 StayKind = Literal["inpatient", "day_hospital", "outpatient", "emergency"]
 StayState = Literal["planned", "admitted", "discharged", "cancelled", "closed"]
@@ -100,7 +100,7 @@ class ActIn(BaseModel):
     specialty: str | None = Field(default=None, max_length=40, pattern=r"^[a-z_]+$")
     quantity: int = Field(default=1, ge=1, le=999)
     modifiers: list[str] = Field(default_factory=list, max_length=5)
-    note: str = Field(default="", max_length=500)
+    note: PlainText = Field(default="", max_length=500)
 
 
 class ActPatch(BaseModel):
@@ -112,7 +112,7 @@ class ActPatch(BaseModel):
     specialty: str | None = Field(default=None, max_length=40, pattern=r"^[a-z_]+$")
     quantity: int | None = Field(default=None, ge=1, le=999)
     modifiers: list[str] | None = Field(default=None, max_length=5)
-    note: str | None = Field(default=None, max_length=500)
+    note: PlainText | None = Field(default=None, max_length=500)
 
 
 class ActOut(BaseModel):
