@@ -93,7 +93,7 @@ def render(request: Request, template: str, user: web_session.WebSession | None,
 def _secure(request: Request, response: Response) -> None:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
-    if request.state.settings.environment == "production":
+    if request.state.settings.environment != "development":  # plain http on a laptop
         response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
 

@@ -20,6 +20,9 @@ async def test_log_in_see_the_roles_home_and_log_out(app: object, owner_db: Data
         assert page.status_code == 200 and 'for="email"' in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["referrer-policy"] == "same-origin"
+        assert page.headers["strict-transport-security"].startswith("max-age=")
         assert (await client.get("/desk")).headers["location"] == "/login?next=/desk"
         done = await log_in(client, hospitals.a, email)
         assert done.status_code == 303 and done.headers["location"] == "/desk"
