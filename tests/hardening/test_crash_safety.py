@@ -72,9 +72,11 @@ async def test_killed_while_issuing_then_restarted(client: httpx.AsyncClient,
 
             tasks = [asyncio.create_task(issue(stay)) for stay in stays]
             # Let some issue, then kill the server in the middle of the rest.
-            for finished, _ in enumerate(asyncio.as_completed(tasks), 1):
-                if finished == 5:
-                    break
+            five_done = asyncio.Event()
+            for task in tasks:
+                task.add_done_callback(lambda _: five_done.set() if sum(
+                    t.done() for t in tasks) >= 5 else None)
+            await five_done.wait()
             kill(pid)
             results = await asyncio.gather(*tasks)
     assert 0 in results, "the server was killed too late to test anything"
