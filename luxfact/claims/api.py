@@ -15,6 +15,7 @@ from luxfact.claims import anomalies, returns, service
 from luxfact.claims.models import ClaimBatch
 from luxfact.claims.repository import ClaimRepository
 from luxfact.claims.schemas import BatchError, BatchIn, BatchOut, BatchState
+from luxfact.db.engine import Database
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.pagination import (
     Page,
@@ -118,16 +119,14 @@ async def mark_sent(ctx: Ctx) -> Response:
     return json_response(batch_out(batch))
 
 
-@endpoint(*READERS)
-async def batch_file(ctx: Ctx) -> Response:
-    """The frozen claim file, byte for byte (streamed: it can weigh hundreds of MB)."""
-    batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
+def frozen_file(db: Database, tenant_id: uuid.UUID, batch: ClaimBatch) -> Response:
+    """A frozen batch's file, streamed from its stored pieces (API and desk alike)."""
     if batch.sha256 is None:
         raise Conflict(f"The batch is {batch.state}: its file exists once it is frozen.")
-    db, tenant_id, batch_id = ctx.request.state.db, ctx.tenant_id, batch.id
+    batch_id = batch.id
 
     async def pieces() -> AsyncIterator[bytes]:
-        # Each piece read in a short transaction of its own, after this request's one has
+        # Each piece read in a short transaction of its own, after the request's one has
         # ended: the stored pieces never change once frozen.
         n = 0
         while True:
@@ -142,6 +141,13 @@ async def batch_file(ctx: Ctx) -> Response:
         "ETag": f'"{batch.sha256}"', "X-Content-SHA256": batch.sha256,
         "Content-Length": str(batch.size),
         "Content-Disposition": f'attachment; filename="{batch.file_reference}.xml"'})
+
+
+@endpoint(*READERS)
+async def batch_file(ctx: Ctx) -> Response:
+    """The frozen claim file, byte for byte (streamed: it can weigh hundreds of MB)."""
+    batch = await service.get_batch(ctx.session, ctx.tenant_id, ctx.path_uuid("batch_id"))
+    return frozen_file(ctx.request.state.db, ctx.tenant_id, batch)
 
 
 class ClaimLineQuery(PageQuery):

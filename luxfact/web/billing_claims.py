@@ -3,18 +3,18 @@ reconciliation) and the worklist of the lines the insurer did not pay whole. Mir
 `luxfact/claims/api.py`: the same services, schemas and audit."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from luxfact.billing import service as billing_service
 from luxfact.billing.repository import BillingRepository
 from luxfact.billing.schemas import CreditNoteIn
 from luxfact.claims import anomalies, returns, service
+from luxfact.claims.api import frozen_file
 from luxfact.claims.models import ClaimBatch
 from luxfact.claims.repository import ClaimRepository
 from luxfact.claims.schemas import BatchIn
@@ -267,26 +267,7 @@ async def mark_sent(desk: Desk) -> Response:
 async def batch_file(desk: Desk) -> Response:
     """The frozen claim file, byte for byte, streamed from its stored pieces."""
     batch = await service.get_batch(desk.session, desk.tenant_id, path_uuid(desk, "batch_id"))
-    if batch.sha256 is None:
-        raise Conflict(f"The batch is {batch.state}: its file exists once it is frozen.")
-    db, tenant_id, batch_id = desk.request.state.db, desk.tenant_id, batch.id
-
-    async def pieces() -> AsyncIterator[bytes]:
-        # Each piece read in a short transaction of its own, after the page's one has
-        # ended: the stored pieces never change once frozen.
-        n = 0
-        while True:
-            async with db.transaction() as session:
-                piece = await ClaimRepository(session, tenant_id).file_chunk(batch_id, n)
-            if piece is None:
-                return
-            yield piece
-            n += 1
-
-    return StreamingResponse(pieces(), media_type="application/xml", headers={
-        "ETag": f'"{batch.sha256}"', "X-Content-SHA256": batch.sha256,
-        "Content-Length": str(batch.size),
-        "Content-Disposition": f'attachment; filename="{batch.file_reference}.xml"'})
+    return frozen_file(desk.request.state.db, desk.tenant_id, batch)
 
 
 @page(*BILLING)
