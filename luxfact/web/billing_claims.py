@@ -3,6 +3,7 @@ reconciliation) and the worklist of the lines the insurer did not pay whole. Mir
 `luxfact/claims/api.py`: the same services, schemas and audit."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -220,47 +221,37 @@ async def _refused(desk: Desk, batch_id: uuid.UUID, error: ValidationFailed) -> 
                         problem=desk.translate_reason(error.detail), reasons=reasons)
 
 
-@page(*BILLING)
-async def validate_batch(desk: Desk) -> Response:
-    """Check every invoice and line: the batch is `validated`, or the errors are listed."""
+async def _transition(desk: Desk, step: Callable[..., Awaitable[Any]]) -> Response:
+    """Run one step of the batch's life (validate, freeze, sent): the batch page again,
+    or the page with the errors (422) or the reason it cannot be done now (409)."""
     batch_id = path_uuid(desk, "batch_id")
     tenant = await tenant_of(desk)
     try:
         async with attempt(desk):
-            await service.validate(desk.session, tenant, batch_id)
+            await step(desk.session, tenant, batch_id)
     except ValidationFailed as error:
         return await _refused(desk, batch_id, error)
     except Conflict as error:
         return await _batch(desk, batch_id, 409, problem=desk.translate_reason(error.detail))
     return desk.redirect(f"/desk/claims/{batch_id}")
+
+
+@page(*BILLING)
+async def validate_batch(desk: Desk) -> Response:
+    """Check every invoice and line: the batch is `validated`, or the errors are listed."""
+    return await _transition(desk, service.validate)
 
 
 @page(*BILLING)
 async def freeze_batch(desk: Desk) -> Response:
     """Validate, then write and store the claim file: nothing in the batch changes after."""
-    batch_id = path_uuid(desk, "batch_id")
-    tenant = await tenant_of(desk)
-    try:
-        async with attempt(desk):
-            await service.freeze(desk.session, tenant, batch_id)
-    except ValidationFailed as error:
-        return await _refused(desk, batch_id, error)
-    except Conflict as error:
-        return await _batch(desk, batch_id, 409, problem=desk.translate_reason(error.detail))
-    return desk.redirect(f"/desk/claims/{batch_id}")
+    return await _transition(desk, service.freeze)
 
 
 @page(*BILLING)
 async def mark_sent(desk: Desk) -> Response:
     """Say the frozen file was sent to the insurer."""
-    batch_id = path_uuid(desk, "batch_id")
-    tenant = await tenant_of(desk)
-    try:
-        async with attempt(desk):
-            await service.mark_sent(desk.session, tenant, batch_id)
-    except Conflict as error:
-        return await _batch(desk, batch_id, 409, problem=desk.translate_reason(error.detail))
-    return desk.redirect(f"/desk/claims/{batch_id}")
+    return await _transition(desk, service.mark_sent)
 
 
 @page(*BILLING)

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,27 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
+
+# pydantic's reasons (English, with values in them), for every form of the desk.
+SCHEMA_REASONS = tuple((re.compile(pattern), text) for pattern, text in (
+    (r"String should have at most (?P<count>\d+) characters?",
+     N_("at most %(count)s characters")),
+    (r"String should have at least 1 character", N_("Required.")),
+    (r"String should have at least (?P<count>\d+) characters",
+     N_("at least %(count)s characters")),
+    (r"String should match pattern .*", N_("not in the expected form")),
+    (r"Input should be (?:'[^']*', )*'[^']*' or '[^']*'", N_("choose one of the options")),
+    (r"Input should be '[^']*'", N_("choose one of the options")),
+    (r"Input should be a valid integer.*", N_("a whole number")),
+    (r"Input should be greater than or equal to (?P<count>\d+)",
+     N_("at least %(count)s")),
+    (r"Input should be less than or equal to (?P<count>\d+)", N_("at most %(count)s")),
+    (r"List should have at most (?P<count>\d+) items?.*", N_("at most %(count)s")),
+    (r"Input should be a valid (?:date|datetime)\b.*", N_("not a valid date")),
+    (r"Input should have timezone info", N_("not a valid date and time")),
+    (r"the year must be between (?P<low>\d+) and (?P<high>\d+)",
+     N_("the year must be between %(low)s and %(high)s")),
+))
 
 # Each role's pages, in the header and on its home page.
 NAV = {
@@ -162,7 +184,17 @@ class Desk:
         return self.errors
 
     def translate_reason(self, reason: str) -> str:
-        return i18n.translations(self.language).gettext(reason)
+        """A reason of a service or of a schema (English) in the user's language: as a text
+        of the catalogues, or as one of the schemas' reasons with values in them."""
+        translations = i18n.translations(self.language)
+        translated = translations.gettext(reason)
+        if translated != reason:
+            return translated
+        for pattern, text in SCHEMA_REASONS:
+            found = pattern.fullmatch(reason)
+            if found:
+                return translations.gettext(text) % found.groupdict()
+        return reason
 
     async def once(self, make: Callable[[], Awaitable[str]]) -> Response:
         """Run a creating form once per `idem` key: a double submit (or a retry after a lost

@@ -117,3 +117,18 @@ async def test_a_disabled_user_is_logged_out(app: object, owner_db: Database,
                 await session.execute(update(User).where(User.tenant_id == hospitals.a.id)
                                       .values(disabled=True))
         assert (await client.get("/desk")).status_code == 303
+
+
+@pytest.mark.parametrize(("language", "expected"), [("fr", "au plus 20 caractères"),
+                                                     ("de", "höchstens 20 Zeichen")])
+def test_a_schemas_reason_is_translated_on_every_form(language: str, expected: str) -> None:
+    """pydantic's reasons carry values: every area's forms (not only the clerk's) show them
+    in the user's language."""
+    from luxfact.web.desk import Desk
+
+    user = web_session.new_session(user_id=__import__("uuid").uuid4(),
+                                   tenant_id=__import__("uuid").uuid4(), tenant_slug="x",
+                                   role="billing", name="x", language=language)
+    desk = Desk(request=None, session=None, user=user)  # type: ignore[arg-type]
+    assert desk.translate_reason("String should have at most 20 characters") == expected
+    assert desk.translate_reason("an unknown reason") == "an unknown reason"
