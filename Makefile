@@ -7,7 +7,7 @@ LUXFACT_PORT ?= 8000
 LUXFACT_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export LUXFACT_TEST_POSTGRES_URL
 
-.PHONY: run test install system-tools lint test-sqlite test-postgres bench clean vendor
+.PHONY: run test install system-tools lint audit test-sqlite test-postgres bench clean vendor
 
 # Re-install whenever the project's dependency files change.
 $(STAMP): pyproject.toml constraints.txt
@@ -52,6 +52,10 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 
+# Known vulnerabilities in the pinned dependencies; offline, it says so and does not fail.
+audit: install
+	$(BIN)/python .ci/audit_dependencies.py constraints.txt
+
 test-sqlite: install
 	LUXFACT_TEST_DB=sqlite $(BIN)/pytest -q
 
@@ -66,7 +70,7 @@ test-postgres: install
 		echo "!! (set LUXFACT_TEST_POSTGRES_URL, or start one, to run the suite on it)"; \
 	fi
 
-test: lint test-sqlite test-postgres
+test: lint audit test-sqlite test-postgres
 
 bench: install
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
