@@ -55,6 +55,17 @@ async def login_form(request: Request) -> Response:
                   slug=request.cookies.get("luxfact_hospital", ""))
 
 
+def _cross_site(request: Request) -> bool:
+    """A login posted from another site's page (login CSRF: someone else's account
+    slipped into the clerk's browser). Browsers send Origin on every POST; a request
+    without it (a script, an old client) is judged by the credentials alone."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site") == "cross-site"
+    # The host alone: behind a TLS-terminating proxy the scheme seen here is http.
+    return urlsplit(origin).netloc != request.headers.get("host", "")
+
+
 async def login(request: Request) -> Response:
     form = await request.form()
     language = request_language(request)
@@ -73,6 +84,9 @@ async def login(request: Request) -> Response:
                       error=message)
 
     slugs = await _slugs(request)
+    if _cross_site(request):
+        return again(403, translate("This login form was sent from another site. Open "
+                                    "Luxfact's own login page and try again."))
     wait = THROTTLE.wait_seconds(keys)
     if wait:
         return again(429, translate("Too many failed attempts. Try again in %(minutes)s "

@@ -6,6 +6,7 @@ import pytest
 
 from luxfact.auth.roles import Role
 from luxfact.db.engine import Database
+from luxfact.settings import Settings
 from luxfact.web import session as web_session
 from luxfact.web.account import THROTTLE
 from tests.conftest import Hospitals
@@ -132,3 +133,47 @@ def test_a_schemas_reason_is_translated_on_every_form(language: str, expected: s
     desk = Desk(request=None, session=None, user=user)  # type: ignore[arg-type]
     assert desk.translate_reason("String should have at most 20 characters") == expected
     assert desk.translate_reason("an unknown reason") == "an unknown reason"
+
+
+async def test_login_makes_a_new_session_whatever_cookie_came_before(
+        app: object, owner_db: Database, hospitals: Hospitals, settings: Settings) -> None:
+    # Session fixation: a session cookie planted in the clerk's browser beforehand (here
+    # the attacker's own, valid one) must not survive the clerk's login, nor its token.
+    attacker = await make_user(owner_db, hospitals.a, Role.clerk)
+    victim = await make_user(owner_db, hospitals.a, Role.billing)
+    secret = settings.secret_key
+    async with browser(app) as client:
+        assert (await log_in(client, hospitals.a, attacker)).status_code == 303
+        planted = client.cookies[web_session.COOKIE]
+        before = web_session.decode(secret, planted)
+        assert before is not None
+    async with browser(app) as client:
+        done = await client.post("/login", data={
+            "hospital": hospitals.a.slug, "email": victim, "password": "Correct-horse-42!",
+            "next": "/desk"}, headers={"Cookie": f"{web_session.COOKIE}={planted}"})
+        assert done.status_code == 303
+        fresh = client.cookies[web_session.COOKIE]
+        after = web_session.decode(secret, fresh)
+        assert fresh != planted and after is not None
+        assert after.role == Role.billing and after.user_id != before.user_id
+        assert after.csrf != before.csrf  # the planted session's form token is worthless
+        home = await client.get("/desk")
+        assert csrf_of(home) == after.csrf
+        assert (await client.post("/logout", data={"csrf": before.csrf})).status_code == 403
+
+
+async def test_a_login_posted_from_another_site_is_refused(
+        app: object, owner_db: Database, hospitals: Hospitals) -> None:
+    email = await make_user(owner_db, hospitals.a, Role.clerk)
+    async with browser(app) as client:
+        refused = await client.post(
+            "/login", data={"hospital": hospitals.a.slug, "email": email,
+                            "password": "Correct-horse-42!", "next": "/desk"},
+            headers={"Origin": "https://evil.example"})
+        assert refused.status_code == 403 and "another site" in refused.text
+        assert web_session.COOKIE not in client.cookies
+        same = await client.post(
+            "/login", data={"hospital": hospitals.a.slug, "email": email,
+                            "password": "Correct-horse-42!", "next": "/desk"},
+            headers={"Origin": "https://testserver"})
+        assert same.status_code == 303
