@@ -170,7 +170,7 @@ async def test_a_login_posted_from_another_site_is_refused(
             "/login", data={"hospital": hospitals.a.slug, "email": email,
                             "password": "Correct-horse-42!", "next": "/desk"},
             headers={"Origin": "https://evil.example"})
-        assert refused.status_code == 403 and "another site" in refused.text
+        assert refused.status_code == 403 and "depuis un autre site" in refused.text
         assert web_session.COOKIE not in client.cookies
         same = await client.post(
             "/login", data={"hospital": hospitals.a.slug, "email": email,
