@@ -32,6 +32,7 @@ from luxfact.settings import Settings, load_settings
 from luxfact.tenancy.config import TenantConfig, TenantFile
 from luxfact.tenancy.repository import TenantRepository
 from luxfact.tenancy.service import sync_tenants
+from tests import suite_logs
 
 BACKEND = os.environ.get("LUXFACT_TEST_DB", "sqlite")
 POSTGRES_URL = os.environ.get(
@@ -41,7 +42,13 @@ TEST_ROLE = "luxfact_test_app"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    suite_logs.install()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The scan of the suite's logs reads what every other test wrote: it goes last.
+    items.sort(key=lambda item: "runs_last" in item.keywords)
     if BACKEND == "postgres":
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL (LUXFACT_TEST_DB=postgres)")
