@@ -54,3 +54,33 @@ def _server_pids_of(sockets: list[socket.socket], server_port: int,
         except OSError:
             continue
     return pids
+
+
+@pytest.mark.slow
+def test_a_scrape_sums_every_workers_metrics(settings: Settings) -> None:
+    with live_server(settings, workers=2) as (url, supervisor):
+        port = int(url.rsplit(":", 1)[1])
+        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        try:
+            for sock in sockets:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            for sock in sockets:
+                assert b" 200 " in sock.recv(4096)
+            pids = _server_pids_of(sockets, port, supervisor)
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert len(pids) == 2, pids  # each worker answered some, neither all 40
+        # Whichever worker answers a scrape, it reports both workers' counts.
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", port))
+            try:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                body = b""
+                while chunk := sock.recv(65536):
+                    body += chunk
+            finally:
+                sock.close()
+            line = next(line for line in body.decode().splitlines() if line.startswith(
+                'luxfact_http_requests_total{method="GET",route="/healthz",status="200"}'))
+            assert float(line.rsplit(" ", 1)[1]) == 40.0, line
