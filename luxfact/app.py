@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from luxfact.billing import rendering
 from luxfact.db.engine import Database
-from luxfact.db.errors import DATABASE_UNAVAILABLE
+from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.kit import logging as luxlog
 from luxfact.kit import problems
 from luxfact.kit.errors import Conflict, LuxfactError, ServiceUnavailable
@@ -59,8 +59,27 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     return problems.from_error(error, request.url.path)
 
 
+def _storage_full(request: Request, exc: Exception) -> Response:
+    """The database's disk is full (tests/resilience/test_disk_full.py): 503, not 507, since
+    the same request succeeds once space is freed; the transaction was rolled back whole."""
+    log.error("database disk full: %s", type(getattr(exc, "orig", exc)).__name__)
+    return problems.problem(
+        503, "storage-full", "Storage full",
+        "The database's disk is full; nothing was changed. Retry once space is freed.",
+        instance=request.url.path, headers={"Retry-After": "60"})
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """asyncpg's disk_full arrives as a bare DBAPIError; any other one stays a bug (500)."""
+    if storage_full(exc):
+        return _storage_full(request, exc)
+    raise exc
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     """The database is down or unreachable: 503, and the transaction was rolled back."""
+    if storage_full(exc):  # SQLite's "database or disk is full" is an OperationalError
+        return _storage_full(request, exc)
     log.warning("database unavailable: %s", type(exc).__name__)
     error = ServiceUnavailable("The database is not reachable; nothing was changed. Retry later.",
                                headers={"Retry-After": "5"})
@@ -87,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         LuxfactError: _luxfact_error,
         HTTPException: _http_error,
         sa_exc.IntegrityError: _integrity_error,
+        sa_exc.DBAPIError: _database_error,
         **{cls: _database_unavailable for cls in DATABASE_UNAVAILABLE},
     }
     app = Starlette(

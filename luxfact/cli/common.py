@@ -7,10 +7,11 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy import exc as sa_exc
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.db.engine import Database
-from luxfact.db.errors import DATABASE_UNAVAILABLE
+from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.kit import context
 from luxfact.kit.errors import LuxfactError
 from luxfact.settings import Settings, SettingsError, load_settings
@@ -41,6 +42,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except LuxfactError as exc:
         fail(exc.detail)
+    except sa_exc.DBAPIError as exc:
+        # Checked first: SQLite's full disk is an OperationalError, which reads as unreachable.
+        if storage_full(exc):
+            fail("the database's disk is full: nothing of this command's last step was "
+                 f"written; free space and run it again ({describe_db_error(exc)})")
+        if isinstance(exc, DATABASE_UNAVAILABLE):
+            fail(f"cannot reach the database: {describe_db_error(exc)}")
+        raise
     except DATABASE_UNAVAILABLE as exc:
         fail(f"cannot reach the database: {describe_db_error(exc)}")
 

@@ -13,11 +13,13 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import TextClause, event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from luxfact.db.errors import DATABASE_UNAVAILABLE, unavailable_sqlstate
 from luxfact.kit import context
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -81,6 +83,22 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _unavailable_as_operational(ctx: ExceptionContext) -> Exception | None:
+    """asyncpg reports a connection lost in the middle of a statement (a restart, a killed
+    backend, a broken network) and a server refusing connections while it starts up as bare
+    DBAPIErrors, which the 503 mapping (DATABASE_UNAVAILABLE: app, CLI, MLLP listener) takes
+    for a bug: a 500. Re-raised as OperationalError, as psycopg reports them, they are 503s
+    everywhere. Parameters hidden: they may hold a patient's data."""
+    wrapped = ctx.sqlalchemy_exception
+    if wrapped is None or isinstance(wrapped, DATABASE_UNAVAILABLE):
+        return None
+    if not (ctx.is_disconnect or unavailable_sqlstate(ctx.original_exception)):
+        return None
+    return sa_exc.OperationalError(ctx.statement, ctx.parameters, ctx.original_exception,
+                                   hide_parameters=True,
+                                   connection_invalidated=ctx.is_disconnect)
+
+
 def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 100,
                 **kwargs: Any) -> AsyncEngine:
     """`statement_cache_size` (LUXFACT_DB_STATEMENT_CACHE): prepared statements kept per
@@ -93,7 +111,7 @@ def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 10
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -108,6 +126,8 @@ def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 10
                       "statement_cache_size": statement_cache_size},
         **kwargs,
     )
+    event.listen(engine.sync_engine, "handle_error", _unavailable_as_operational)
+    return engine
 
 
 class Database:

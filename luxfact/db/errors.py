@@ -11,3 +11,37 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     TimeoutError,
     OSError,
 )
+
+# PostgreSQL's disk_full; SQLite's SQLITE_FULL ("database or disk is full"), which extended
+# result codes keep in their low byte.
+_POSTGRES_DISK_FULL = "53100"
+_SQLITE_FULL = 13
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether the database refused a write for lack of disk space (a 503 until an operator
+    frees some, not a bug). asyncpg's DiskFullError reaches us as a bare DBAPIError, not an
+    OperationalError, so the class alone cannot tell; the SQLSTATE or SQLite's code can."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) == _POSTGRES_DISK_FULL:
+            return True
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
+# SQLSTATEs of a server that dropped the connection or takes none yet: class 08 (connection
+# exception), 57P01-57P03 (backend ended by a shutdown or a crash; the server starting up) and
+# 53300 (too many connections). asyncpg raises them as bare DBAPIErrors, not OperationalError.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def unavailable_sqlstate(error: BaseException) -> bool:
+    """Whether the driver's error says the server dropped or refused the connection."""
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES)

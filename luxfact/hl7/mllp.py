@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from luxfact.db.engine import Database
-from luxfact.db.errors import DATABASE_UNAVAILABLE
+from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.hl7 import ack as acks
 from luxfact.hl7 import parse, service
 from luxfact.kit import context
@@ -262,7 +262,11 @@ class Listener:
             log.warning("database unavailable")
             return _reject(header, "the database is not reachable: deliver the message "
                            "again later"), acks.REJECT, charset, kind
-        except Exception:
+        except Exception as exc:
+            if storage_full(exc):
+                log.error("database disk full")
+                return _reject(header, "the hospital's database is full: deliver the message "
+                               "again later"), acks.REJECT, charset, kind
             log.exception("mllp message failed")
             return _reject(header, "the message could not be processed (internal error): "
                            "deliver it again, or ask the hospital's administrator"), \

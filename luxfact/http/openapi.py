@@ -40,7 +40,8 @@ ERRORS = {
     "413": "The body is too large.",
     "415": "The body is not JSON.",
     "422": "Validation failed; `errors` names each field.",
-    "503": "The database cannot be reached; nothing was changed.",
+    "503": "The database cannot be reached, or its disk is full; nothing was changed. "
+           "Retry after the Retry-After seconds.",
 }
 
 
