@@ -3,7 +3,7 @@
 import typer
 from rich.table import Table
 
-from luxfact.cli import claims, db, hl7, invoices, tariffs, tenants, users
+from luxfact.cli import claims, db, hl7, invoices, privacy, tariffs, tenants, users
 from luxfact.cli.backup import backup, restore
 from luxfact.cli.common import console, run, settings
 from luxfact.cli.demo import seed_demo, seed_demo_tariffs
@@ -22,6 +22,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(claims.app, name="claims")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(invoices.app, name="invoices")
+app.add_typer(privacy.app, name="privacy")
 app.add_typer(tariffs.app, name="tariffs")
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(users.users_app, name="users")
