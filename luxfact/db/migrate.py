@@ -30,8 +30,10 @@ async def current_revision(conn: AsyncConnection) -> str | None:
     return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
-async def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Migrate as the owner, then (PostgreSQL) make sure the app role exists with its grants."""
+async def upgrade(settings: Settings, revision: str = "head") -> str | None:
+    """Migrate as the owner, then (PostgreSQL) make sure the app role exists with its grants.
+    Returns the revision the database is at afterwards (an older target changes nothing:
+    upgrading never goes back)."""
     if settings.database_url.startswith("sqlite"):
         path = settings.database_url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -44,7 +46,8 @@ async def upgrade(settings: Settings, revision: str = "head") -> None:
                 config.attributes["connection"] = sync_conn
                 command.upgrade(config, revision)
                 rls.ensure_app_role(sync_conn, settings.app_role, settings.app_role_password)
+                return MigrationContext.configure(sync_conn).get_current_revision()
 
-            await conn.run_sync(_upgrade)
+            return await conn.run_sync(_upgrade)
     finally:
         await engine.dispose()

@@ -115,3 +115,15 @@ def test_malformed_setting_stops_the_command() -> None:
     result = runner.invoke(app, ["demo"], env={"LUXFACT_PORT": "eighty"})
     assert result.exit_code == 2
     assert "LUXFACT_PORT" in result.output
+
+
+def test_upgrade_says_the_revision_reached_not_the_one_asked(cli_env: dict[str, str]) -> None:
+    from luxfact.db.migrate import head_revision
+
+    head = head_revision()
+    at_head = invoke(cli_env, "db", "upgrade")
+    assert at_head.exit_code == 0 and f"database at revision {head}" in at_head.output
+    older = invoke(cli_env, "db", "upgrade", "0001")
+    assert older.exit_code == 0, older.output
+    assert f"database at revision {head}" in older.output
+    assert "never goes back" in older.output
