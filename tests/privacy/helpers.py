@@ -128,8 +128,10 @@ async def table_rows(db: Database, tenant_id: uuid.UUID) -> dict[str, list[str]]
                 table = metadata.tables[name]
                 rows = (await session.execute(
                     select(table).where(table.c.tenant_id == tenant_id))).all()
-                out[name] = [" ".join(v.decode("latin-1") if isinstance(v, bytes) else repr(v)
-                                      for v in row) for row in rows]
+                # Sorted: without ORDER BY, PostgreSQL may return the same rows in
+                # another order from one query to the next.
+                out[name] = sorted(" ".join(v.decode("latin-1") if isinstance(v, bytes)
+                                            else repr(v) for v in row) for row in rows)
     return out
 
 
