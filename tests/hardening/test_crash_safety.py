@@ -7,6 +7,7 @@ database rolls back when the process holding it disappears.
 """
 
 import asyncio
+import json
 import os
 import signal
 
@@ -16,11 +17,15 @@ from sqlalchemy import text
 
 from luxfact.auth.roles import Role
 from luxfact.db.engine import Database
+from luxfact.jobs import handlers  # noqa: F401 (registers webhook.deliver)
+from luxfact.jobs.worker import Worker
 from luxfact.settings import Settings
 from tests.billing.test_invoices import stay_with_acts
 from tests.claims.test_batches import PERIOD
 from tests.conftest import BACKEND, Hospitals
 from tests.live import live_server
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.test_webhooks import drain, subscribe
 
 pytestmark = [pytest.mark.usefixtures("catalogue"),
               pytest.mark.skipif(BACKEND != "postgres", reason="a killed process's "
@@ -58,6 +63,8 @@ async def test_killed_while_issuing_then_restarted(client: httpx.AsyncClient,
                                                   hospitals: Hospitals, owner_db: Database,
                                                   settings: Settings) -> None:
     hospital = hospitals.a
+    receiver = await Receiver().start()
+    await subscribe(client, hospital, receiver.url, ["invoice.issued"])
     stays = [await stay_with_acts(client, hospital) for _ in range(40)]
     headers = hospital.auth(Role.billing)
     with live_server(settings) as (url, pid):
@@ -99,6 +106,21 @@ async def test_killed_while_issuing_then_restarted(client: httpx.AsyncClient,
     assert all(kinds == {"insurer", "patient"} for kinds in parts.values())
     for series, seqs in (await numbers(owner_db, hospital.id)).items():
         assert seqs == list(range(1, len(seqs) + 1)), series
+    # The jobs resume: the events queued by issues committed before the kill and after the
+    # restart are delivered, each invoice's once; a rolled-back issue queued none.
+    app_db = Database(settings.effective_app_database_url, pool_size=4)
+    try:
+        await drain(Worker(app_db, tenants=[hospital.id]))
+    finally:
+        await app_db.dispose()
+        await receiver.stop()
+    events = [json.loads(r.body) for r in receiver.requests]
+    delivered = sorted(e["data"]["invoice_id"] for e in events)
+    async with owner_db.transaction() as session:
+        issued = sorted(str(i) for i in (await session.execute(text(
+            "SELECT id FROM invoices WHERE tenant_id = :t"), {"t": hospital.id})).scalars())
+    assert delivered == issued
+    assert len({e["id"] for e in events}) == len(events)
 
 
 async def test_killed_while_freezing_then_restarted(client: httpx.AsyncClient,
