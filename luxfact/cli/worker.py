@@ -1,7 +1,6 @@
 """`luxfact worker`: the job worker as its own process (several may run at once)."""
 
 import asyncio
-import signal
 from datetime import timedelta
 
 import typer
@@ -48,11 +47,8 @@ def worker(
             only = [found[slug] for slug in tenant]
         runner = Worker(db, concurrency=concurrency, poll=poll,
                         stuck_after=timedelta(seconds=stuck_after), grace=grace, tenants=only)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.stop)
         try:
-            await runner.serve()
+            await runner.serve_until_signalled()
         finally:
             await db.dispose()
 

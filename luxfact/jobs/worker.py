@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -131,6 +132,13 @@ class Worker:
                 task.cancel()
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
+
+    async def serve_until_signalled(self) -> None:
+        """`serve()` until SIGTERM or SIGINT (what `luxfact worker` runs)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        await self.serve()
 
     def stop(self) -> None:
         self.stopping.set()

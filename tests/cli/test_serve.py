@@ -1,14 +1,22 @@
 """`luxfact serve` itself: a real process, several workers, fast answers."""
 
+import asyncio
+import json
+import os
+import signal
 import socket
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from luxfact.auth.roles import Role
 from luxfact.cli.serve import listening_socket
 from luxfact.settings import Settings
+from tests.conftest import Hospitals
 from tests.live import live_server
+from tests.patients.test_api import patient_body
 
 
 def test_listening_socket_names_tcp_so_asyncio_sets_nodelay() -> None:
@@ -31,3 +39,40 @@ def test_two_workers_answer_without_delayed_ack_stalls(settings: Settings) -> No
             assert client.get("/healthz").status_code == 200
             timings.append(time.perf_counter() - started)
     assert sorted(timings)[15] < 0.020
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_the_request_in_flight_finish(settings: Settings,
+                                                         hospitals: Hospitals) -> None:
+    """An orchestrator stopping the server (SIGTERM) mid-request: the request is answered
+    and its record written whole; only then does the process exit."""
+    body = json.dumps(patient_body()).encode()
+    sent_half = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:  # the body arrives over a second
+        yield body[: len(body) // 2]
+        sent_half.set()
+        await asyncio.sleep(1.0)
+        yield body[len(body) // 2:]
+
+    with live_server(settings) as (url, supervisor):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            request = asyncio.create_task(client.post(
+                "/api/v1/patients", content=slowly(),
+                headers={**hospitals.a.auth(Role.clerk), "Content-Type": "application/json"}))
+            await sent_half.wait()
+            await asyncio.sleep(0.2)
+            os.kill(supervisor, signal.SIGTERM)
+            response = await request
+            code = await asyncio.to_thread(_wait, supervisor)
+    assert response.status_code == 201, response.text
+    assert response.json()["family_name"] == patient_body()["family_name"]
+    # After its graceful shutdown uvicorn re-raises the signal it handled, so that the
+    # exit status says why it stopped: -SIGTERM, not a crash's 1 or a kill's -9.
+    assert code in (0, -signal.SIGTERM)
+
+
+def _wait(pid: int) -> int:
+    """The exit status of the server process (a child of this one)."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

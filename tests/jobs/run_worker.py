@@ -1,4 +1,5 @@
-"""A worker process with the tests' job kinds (for the SIGKILL test)."""
+"""A worker process with the tests' job kinds, run as `luxfact worker` runs one (for the
+SIGKILL and SIGTERM tests)."""
 
 import asyncio
 import sys
@@ -15,7 +16,7 @@ async def main(url: str, tenant: str) -> None:
     worker = Worker(db, concurrency=2, poll=0.05, stuck_after=timedelta(seconds=1),
                     tenants=[uuid.UUID(tenant)])
     print("ready", flush=True)
-    await worker.serve()
+    await worker.serve_until_signalled()
 
 
 if __name__ == "__main__":

@@ -202,3 +202,29 @@ async def test_a_worker_killed_mid_job_leaves_it_to_be_run_once(
     [job] = await jobs_of(app_db, hospitals.a.id, [job_id])
     assert (job.state, job.attempts) == ("done", 2)
     assert await runs(app_db, hospitals.a.id, [job_id]) == {str(job_id): 1}
+
+
+async def test_sigterm_lets_the_running_job_finish_then_exits(
+        app_db: Database, hospitals: Hospitals, settings: Settings) -> None:
+    [job_id] = await enqueue(app_db, hospitals.a.id, "test.slow", seconds=1.5)
+    process = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "tests.jobs.run_worker", settings.effective_app_database_url,
+         str(hospitals.a.id)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            [job] = await jobs_of(app_db, hospitals.a.id, [job_id])
+            if job.state == "running":
+                break
+            await asyncio.sleep(0.05)
+        assert job.state == "running"
+        process.send_signal(signal.SIGTERM)  # as an orchestrator stops a pod
+        code = await asyncio.to_thread(process.wait, 20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0
+    [job] = await jobs_of(app_db, hospitals.a.id, [job_id])
+    assert (job.state, job.attempts) == ("done", 1)  # finished, not released nor retried
+    assert await runs(app_db, hospitals.a.id, [job_id]) == {str(job_id): 1}
