@@ -1,0 +1,1 @@
+"""deploy/: the image, compose, Kubernetes and PgBouncer files, checked without Docker."""
