@@ -37,10 +37,44 @@ def _cents(amount: Decimal) -> int:
     return int(amount * 100)
 
 
-def _status(claimed: int, paid: int) -> str:
+def _status(claimed: int, paid: int, anomalies: list[dict]) -> str:
+    if claimed <= 0:  # a free act: paid, unless the insurer says REJET
+        return "rejected" if any(a["type"] == "REJET" for a in anomalies) else "paid"
     if paid <= 0:
         return "rejected"
     return "paid" if paid >= claimed else "partly_paid"
+
+
+def totals_problems(answer: xml.ReturnFile) -> list[str]:
+    """Where the return's totals do not add up (docs/claims-format.md, "Return totals"):
+    such a file is refused whole. Pure: the file alone is compared with itself."""
+    problems = []
+
+    def differ(where: str, stated: tuple[Decimal, Decimal],
+               summed: tuple[Decimal, Decimal]) -> None:
+        if stated != summed:
+            problems.append(f"{where}: states {stated[0]} gross and {stated[1]} net, its "
+                            f"parts add up to {summed[0]} and {summed[1]}")
+
+    for invoice in answer.invoices:
+        differ(f"invoice {invoice.reference}", (invoice.gross, invoice.net),
+               (sum((line.gross for line in invoice.lines), Decimal("0.00")),
+                sum((line.net for line in invoice.lines), Decimal("0.00"))))
+    differ("fichierFacturation", (answer.paid_gross, answer.paid_net),
+           (sum((i.gross for i in answer.invoices), Decimal("0.00")),
+            sum((i.net for i in answer.invoices), Decimal("0.00"))))
+    differ("paiementStornos", (answer.storno_gross, answer.storno_net),
+           (sum((st.gross for st in answer.stornos), Decimal("0.00")),
+            sum((st.net for st in answer.stornos), Decimal("0.00"))))
+    if answer.storno_count != len(answer.stornos):
+        problems.append(f"paiementStornos: states {answer.storno_count} lines taken back, "
+                        f"lists {len(answer.stornos)}")
+    differ("paiementGroupeTraitement", (answer.balance_gross, answer.balance_net),
+           (answer.paid_gross - answer.storno_gross, answer.paid_net - answer.storno_net))
+    if answer.balance_count != len(answer.invoices):
+        problems.append(f"paiementGroupeTraitement: states {answer.balance_count} invoices, "
+                        f"answers {len(answer.invoices)}")
+    return problems
 
 
 # Lines resolved for good; the others wait for a decision of the billing officer.
@@ -76,9 +110,11 @@ def _file_lines(tenant_id: uuid.UUID, batch_ids: list[uuid.UUID], *columns: Any)
 
 async def _claimed_lines(session: AsyncSession, tenant_id: uuid.UUID,
                          batch_ids: list[uuid.UUID]) -> dict[tuple[str, str, str], Any]:
-    """(file reference, invoice number, line seq) -> (invoice id, seq, amount, batch id)."""
+    """(file reference, invoice number, line seq) -> (invoice id, seq, amount, batch id,
+    and the answer so far: status and paid cents, None before any)."""
     query = _file_lines(tenant_id, batch_ids, B.c.file_reference, I.c.number, L.c.seq,
-                        L.c.invoice_id, L.c.amount_cents, B.c.id.label("batch_id"))
+                        L.c.invoice_id, L.c.amount_cents, B.c.id.label("batch_id"),
+                        R.c.status, R.c.paid_cents)
     return {(row.file_reference, row.number, str(row.seq)): row
             for row in (await session.execute(query)).all()}
 
@@ -92,7 +128,7 @@ class Imported:
 async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UUID,
                         data: bytes, *, max_bytes: int = xml.MAX_DOCUMENT_BYTES) -> Imported:
     batch = await get_batch(session, tenant.id, batch_id, lock=True)
-    if batch.state not in ("sent", "answered"):
+    if batch.state not in ("sent", "answered", "reconciled"):
         raise Conflict(f"The batch is {batch.state}: a return answers a batch that was sent.")
     try:
         answer = xml.parse_return(data, max_bytes=max_bytes)
@@ -109,10 +145,16 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
     if problems:
         raise ValidationFailed("The return file is not this batch's; nothing was applied.",
                                errors=[{"field": "file", "reason": p} for p in problems])
+    # Before any state rule: a retried upload of the answer already applied is a no-op,
+    # whether the batch is still answered or reconciled since.
     if batch.return_id == answer.return_id:
-        return Imported(batch, False)  # the same return again: nothing changes
+        return Imported(batch, False)
     if batch.return_id is not None:
         raise Conflict(f"The batch was answered already by return {batch.return_id}.")
+    problems = totals_problems(answer)
+    if problems:
+        raise ValidationFailed("The return's totals do not add up; nothing was applied.",
+                               errors=[{"field": "file", "reason": p} for p in problems])
 
     earlier_refs = {storno.file_reference for storno in answer.stornos}
     earlier = {row.file_reference: row.id for row in (await session.execute(
@@ -129,21 +171,32 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
                 unknown.append(f"invoice {invoice.reference} line {line.reference}")
                 continue
             paid = _cents(line.net)
+            anomalies = [{"type": a.type, "code": a.code, "motif": a.motif}
+                         for a in (*invoice.anomalies, *line.anomalies)]
             rows.append({
                 "invoice_id": found.invoice_id, "seq": found.seq, "batch_id": batch.id,
-                "status": _status(found.amount_cents, paid),
+                "status": _status(found.amount_cents, paid, anomalies),
                 "claimed_cents": found.amount_cents, "paid_cents": paid,
                 "paid_code": line.paid_code, "insurer_invoice_id": invoice.insurer_id,
                 "insurer_line_id": line.insurer_id, "return_id": answer.return_id,
-                "anomalies": [{"type": a.type, "code": a.code, "motif": a.motif}
-                              for a in (*invoice.anomalies, *line.anomalies)],
-                "updated_at": now})
+                "anomalies": anomalies, "updated_at": now})
     for storno in answer.stornos:
         key = (storno.file_reference, storno.invoice_reference, storno.line_reference)
         found = claimed.get(key)
+        what = (f"storno of {storno.file_reference} invoice {storno.invoice_reference} "
+                f"line {storno.line_reference}")
         if found is None:
-            unknown.append(f"storno of {storno.file_reference} invoice "
-                           f"{storno.invoice_reference} line {storno.line_reference}")
+            unknown.append(what)
+            continue
+        # Only a payment can be taken back, and only what was paid: a second storno of
+        # the same line, or of a line never paid, would reopen a batch for nothing.
+        if found.status not in ("paid", "partly_paid"):
+            problems.append(f"{what}: the line is {found.status or 'not answered yet'}, "
+                            "not paid")
+            continue
+        if _cents(storno.net) != found.paid_cents:
+            problems.append(f"{what}: takes back {storno.net}, "
+                            f"{cents_str(found.paid_cents)} was paid")
             continue
         rows.append({
             "invoice_id": found.invoice_id, "seq": found.seq, "batch_id": found.batch_id,
@@ -158,6 +211,10 @@ async def import_return(session: AsyncSession, tenant: Tenant, batch_id: uuid.UU
             f"The return names {len(unknown)} reference(s) this hospital never claimed; "
             "nothing was applied.",
             errors=[{"field": "file", "reason": f"unknown {what}"} for what in unknown])
+    if problems:
+        raise ValidationFailed(
+            "The return's stornos do not match what was paid; nothing was applied.",
+            errors=[{"field": "file", "reason": p} for p in problems])
     await _upsert(session, tenant.id, rows)
     await session.execute(B.update().where(B.c.tenant_id == tenant.id, B.c.id == batch.id)
                           .values(state="answered", return_id=answer.return_id,
