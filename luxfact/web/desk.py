@@ -207,7 +207,12 @@ class Desk:
                                           f"desk:{key}", print_)
         if stored is not None:
             return self.redirect(stored.headers.get("location", "/desk"))
-        url = await make()
+        try:
+            url = await make()
+        except IntegrityError as error:
+            # The record collided with its twin's (a unique matricule), committed meanwhile
+            # with this key: go where the twin went. Without the key, a real conflict.
+            raise DuplicateSubmit(f"desk:{key}", print_, error) from None
         try:
             async with self.session.begin_nested():
                 await idempotency.store(self.session, self.tenant_id, self.user.actor,
@@ -221,10 +226,11 @@ class Desk:
 
 
 class DuplicateSubmit(Exception):
-    def __init__(self, key: str, print_: str) -> None:
+    def __init__(self, key: str, print_: str, cause: IntegrityError | None = None) -> None:
         super().__init__(key)
         self.key = key
         self.print_ = print_
+        self.cause = cause  # re-raised when no twin stored the key: a 409 as before
 
 
 def resumed(request: Request) -> dict[str, str] | None:
@@ -284,6 +290,8 @@ def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Respo
                 async with request.state.db.transaction() as session:
                     first = await idempotency.stored(session, user.tenant_uuid, user.actor,
                                                      duplicate.key, duplicate.print_)
+                if first is None and duplicate.cause is not None:
+                    raise duplicate.cause from None
                 location = first.headers.get("location", "/desk") if first else "/desk"
                 if request.headers.get("hx-request"):
                     return Response(status_code=204, headers={"HX-Redirect": location})

@@ -177,3 +177,67 @@ async def test_a_login_posted_from_another_site_is_refused(
                             "password": "Correct-horse-42!", "next": "/desk"},
             headers={"Origin": "https://testserver"})
         assert same.status_code == 303
+
+
+# Each role's own page, and the menu link only that role's navigation shows.
+ROLE_PAGE = {Role.clerk: "/desk/patients", Role.billing: "/desk/billing",
+             Role.admin: "/desk/admin/users"}
+
+
+@pytest.mark.parametrize(("before", "after"), [(Role.billing, Role.clerk),
+                                               (Role.admin, Role.clerk),
+                                               (Role.clerk, Role.billing)])
+async def test_a_changed_role_holds_from_the_users_next_request(
+        app: object, owner_db: Database, hospitals: Hospitals, settings: Settings,
+        before: Role, after: Role) -> None:
+    """The cookie keeps the role of the login; the database's role is the one that counts,
+    from the very next request, without logging in again (even with the old cookie)."""
+    from sqlmodel import select
+
+    from luxfact.auth.models import User
+    from luxfact.kit import context
+
+    email = await make_user(owner_db, hospitals.a, before)
+    with context.tenant_scope(hospitals.a.id, actor="test"):
+        async with owner_db.transaction() as session:
+            user_id = (await session.exec(select(User.id).where(
+                User.tenant_id == hospitals.a.id, User.email == email))).one()
+    async with (signed_in(app, owner_db, hospitals.a, Role.admin) as admin,
+                browser(app) as client):
+        assert (await log_in(client, hospitals.a, email)).status_code == 303
+        home = await client.get("/desk")
+        assert home.status_code == 200
+        assert f'href="{ROLE_PAGE[before]}"' in home.text
+        assert f'href="{ROLE_PAGE[after]}"' not in home.text
+        assert (await client.get(ROLE_PAGE[before])).status_code == 200
+        assert (await client.get(ROLE_PAGE[after])).status_code == 403
+        stale = client.cookies[web_session.COOKIE]
+
+        page = await admin.get(f"/desk/admin/users/{user_id}")
+        changed = await admin.post(f"/desk/admin/users/{user_id}/role",
+                                   data={"csrf": csrf_of(page), "role": after.value})
+        assert changed.status_code == 303, changed.text
+
+        # The very next request: the new role's pages, not the old one's, same session.
+        refused = await client.get(ROLE_PAGE[before])
+        assert refused.status_code == 403 and "rôle" in refused.text
+        opened = await client.get(ROLE_PAGE[after])
+        assert opened.status_code == 200, opened.text
+        home = await client.get("/desk")
+        assert home.status_code == 200
+        assert f'href="{ROLE_PAGE[after]}"' in home.text
+        assert f'href="{ROLE_PAGE[before]}"' not in home.text
+        renewed = web_session.decode(settings.secret_key, client.cookies[web_session.COOKIE])
+        assert renewed is not None and renewed.role == after
+        # The session's form token still works: a form posted under the new role.
+        assert (await client.post("/language", data={
+            "language": "de", "next": "/desk", "csrf": csrf_of(home)})).status_code == 303
+
+    # A copy of the cookie taken before the change still says the old role: it is refused
+    # the old role's pages all the same (the database is asked, not the cookie).
+    old = web_session.decode(settings.secret_key, stale)
+    assert old is not None and old.role == before
+    async with browser(app) as replay:
+        cookie = {"Cookie": f"{web_session.COOKIE}={stale}"}
+        assert (await replay.get(ROLE_PAGE[before], headers=cookie)).status_code == 403
+        assert (await replay.get(ROLE_PAGE[after], headers=cookie)).status_code == 200
