@@ -56,14 +56,35 @@ async def login_form(request: Request) -> Response:
 
 
 def _cross_site(request: Request) -> bool:
-    """A login posted from another site's page (login CSRF: someone else's account
-    slipped into the clerk's browser). Browsers send Origin on every POST; a request
-    without it (a script, an old client) is judged by the credentials alone."""
+    """A login posted from another site's page (login CSRF: someone else's account slipped
+    into the clerk's browser).
+
+    The browser's own verdict first: `Sec-Fetch-Site`, which every current browser sends
+    and which no proxy in between can make wrong. Without it (an old browser), the `Origin`
+    host must be the host the browser addressed: `X-Forwarded-Host` when a reverse proxy
+    says so, else `Host` (docs/security.md: a proxy must pass one of them through). A
+    request with neither header (a script) is judged by its credentials alone.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
-        return request.headers.get("sec-fetch-site") == "cross-site"
-    # The host alone: behind a TLS-terminating proxy the scheme seen here is http.
-    return urlsplit(origin).netloc != request.headers.get("host", "")
+        return False
+    addressed = (request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+                 or request.headers.get("host", ""))
+    return _host(origin) != _host(addressed)
+
+
+def _host(value: str) -> str:
+    """host[:port] as compared: lower case, without the scheme and a default port."""
+    parts = urlsplit(value if "//" in value else f"//{value}")
+    try:
+        port = parts.port if parts.port not in (None, 80, 443) else None
+    except ValueError:  # a port that is not a number: compared as written
+        return value.lower()
+    host = (parts.hostname or "").lower()
+    return f"{host}:{port}" if port else host
 
 
 async def login(request: Request) -> Response:
