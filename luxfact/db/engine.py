@@ -105,7 +105,11 @@ def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 10
     connection, by SQLAlchemy's asyncpg dialect and by asyncpg itself. 0 behind PgBouncer in
     transaction pooling: asyncpg then uses unnamed statements, prepared and run within one
     transaction (hence on one server connection); a named, cached one would be looked up later
-    on whichever server connection PgBouncer hands out next."""
+    on whichever server connection PgBouncer hands out next.
+
+    `hide_parameters`: a database error's message would otherwise carry the statement's
+    values (a patient's name, a matricule) into the logged traceback."""
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
