@@ -324,3 +324,36 @@ async def test_without_the_erasure_path_the_trigger_refuses_and_nothing_changes(
     assert "The database refused the erasure; nothing was changed" in result.output
     assert "issued documents are immutable" in result.output
     assert await table_rows(owner_db, hospitals.a.id) == before
+
+
+@pytest.mark.postgres
+async def test_a_role_shadowing_pg_has_role_still_cannot_delete_an_issued_invoice(
+    client: httpx.AsyncClient, hospitals: Hospitals, settings: Settings
+) -> None:
+    # Where the application role may create objects (PostgreSQL 14 and older let everyone
+    # create in `public`), its own pg_has_role first in its search_path must not open the
+    # erasure path: the check runs with its search_path pinned to pg_catalog.
+    person = await patient_with_stay(client, hospitals.a)
+    invoice = uuid.UUID(person.invoices[0]["id"])
+    owner = make_url(settings.database_url).set(drivername="postgresql")
+    admin = await asyncpg.connect(owner.render_as_string(hide_password=False))
+    app_url = make_url(settings.effective_app_database_url).set(drivername="postgresql")
+    schema = f"shadow_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION "{settings.app_role}"')
+    app_conn = await asyncpg.connect(app_url.render_as_string(hide_password=False))
+    try:
+        await app_conn.execute(
+            f'CREATE FUNCTION "{schema}".pg_has_role(name, oid, text) RETURNS boolean '
+            "LANGUAGE sql AS 'SELECT true'")
+        with pytest.raises(asyncpg.PostgresError, match=r"cannot be deleted|not allowed"):
+            async with app_conn.transaction():
+                await app_conn.execute(f'SET LOCAL search_path = "{schema}", pg_catalog, public')
+                await app_conn.execute("SELECT set_config('app.tenant_id', $1, true)",
+                                       str(hospitals.a.id))
+                await app_conn.execute("SELECT set_config('luxfact.erasure', 'on', true)")
+                await app_conn.execute("DELETE FROM invoice_lines WHERE invoice_id = $1",
+                                       invoice)
+    finally:
+        await app_conn.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()

@@ -24,23 +24,38 @@ down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The erasure path: asked for in this transaction, by the owner of the table being changed.
-ERASURE_ALLOWED = (
-    "CREATE OR REPLACE FUNCTION luxfact_erasure_allowed(rel oid) RETURNS boolean "
-    "LANGUAGE sql STABLE AS $$ "
-    "SELECT coalesce(current_setting('luxfact.erasure', true), '') = 'on' "
-    "AND pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = rel), 'MEMBER') "
-    "$$"
-)
+# Every function here runs with its search_path pinned to pg_catalog (then pg_temp, last):
+# a role allowed to create objects in some schema of its path could otherwise shadow
+# pg_has_role or pg_class with its own and pass the owner check.
+PINNED = "SET search_path = pg_catalog, pg_temp"
 
 
-def _functions(erasure: bool) -> list[str]:
+def _erasure_allowed(schema: str) -> str:
+    """The erasure path: asked for in this transaction, by the owner of the changed table."""
+    # `schema` is the quoted identifier current_schema() gave.
+    return (
+        f"CREATE OR REPLACE FUNCTION {schema}.luxfact_erasure_allowed(rel oid) "  # noqa: S608
+        f"RETURNS boolean LANGUAGE sql STABLE {PINNED} AS $$ "
+        "SELECT coalesce(pg_catalog.current_setting('luxfact.erasure', true), '') = 'on' "
+        "AND pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c "
+        "WHERE c.oid = rel), 'MEMBER') $$"
+    )
+
+
+def _schema() -> str:
+    name = op.get_bind().exec_driver_sql("SELECT current_schema()").scalar()
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _functions(erasure: bool, schema: str = "") -> list[str]:
     """The two trigger functions of migration 0004, with or without the erasure path."""
     mutable = " - ".join(f"'{column}'" for column in rls.INVOICE_MUTABLE_COLUMNS)
-    let_erase = "IF luxfact_erasure_allowed(TG_RELID) THEN RETURN OLD; END IF; " if erasure else ""
+    let_erase = (f"IF {schema}.luxfact_erasure_allowed(TG_RELID) THEN RETURN OLD; END IF; "
+                 if erasure else "")
+    pinned = f" {PINNED}" if erasure else ""  # 0004's own definitions had none
     return [
         "CREATE OR REPLACE FUNCTION luxfact_invoice_immutable() RETURNS trigger "
-        "LANGUAGE plpgsql AS $$ BEGIN "
+        f"LANGUAGE plpgsql{pinned} AS $$ BEGIN "
         f"IF TG_OP = 'DELETE' THEN {let_erase}"
         "RAISE EXCEPTION 'invoice % is issued: it cannot be deleted', OLD.number "
         "USING ERRCODE = 'restrict_violation'; END IF; "
@@ -49,7 +64,7 @@ def _functions(erasure: bool) -> list[str]:
         "OLD.number USING ERRCODE = 'restrict_violation'; END IF; "
         "RETURN NEW; END $$",
         "CREATE OR REPLACE FUNCTION luxfact_refuse_issued_change() RETURNS trigger "
-        "LANGUAGE plpgsql AS $$ BEGIN "
+        f"LANGUAGE plpgsql{pinned} AS $$ BEGIN "
         + (f"IF TG_OP = 'DELETE' THEN {let_erase}END IF; " if erasure else "")
         + "RAISE EXCEPTION '% on % is not allowed: issued documents are immutable', "
         "TG_OP, TG_TABLE_NAME USING ERRCODE = 'restrict_violation'; END $$",
@@ -59,8 +74,9 @@ def _functions(erasure: bool) -> list[str]:
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(ERASURE_ALLOWED)
-    for statement in _functions(erasure=True):
+    schema = _schema()
+    op.execute(_erasure_allowed(schema))
+    for statement in _functions(erasure=True, schema=schema):
         op.execute(statement)
 
 
