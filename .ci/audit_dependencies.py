@@ -17,6 +17,13 @@ from pathlib import Path
 
 SERVICES = ("pypi", "osv")
 TIMEOUT_S = 180
+# What pip-audit's stderr says when the advisory service cannot be reached.
+OFFLINE_SIGNS = ("ConnectionError", "NameResolutionError", "Max retries exceeded",
+                 "Temporary failure in name resolution", "timed out", "ConnectTimeout")
+
+
+class AuditFailed(Exception):
+    """pip-audit failed for a reason other than the network."""
 
 
 @dataclass
@@ -54,19 +61,28 @@ def run_service(service: str, constraints: Path) -> Verdict | None:
                    "--disable-pip", "--progress-spinner", "off", "-s", service,
                    "-f", "json", "-o", str(out)]
         try:
-            subprocess.run(command, capture_output=True, timeout=TIMEOUT_S,  # noqa: S603
-                           check=False)
+            run = subprocess.run(command, capture_output=True, text=True,  # noqa: S603
+                                 timeout=TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
             return None
-        if not out.is_file():  # a connection error ends pip-audit before it writes
-            return None
+        if not out.is_file():
+            # A connection error ends pip-audit before it writes; anything else (an
+            # unpinned line, a bad file) is our mistake and must not pass as "offline".
+            if any(sign in run.stderr for sign in OFFLINE_SIGNS):
+                return None
+            raise AuditFailed(run.stderr.strip().splitlines()[-1] if run.stderr.strip()
+                              else f"pip-audit exited {run.returncode}")
         return read_report(json.loads(out.read_text()))
 
 
 def main(argv: list[str]) -> int:
     constraints = Path(argv[1] if len(argv) > 1 else "constraints.txt")
     for service in SERVICES:
-        verdict = run_service(service, constraints)
+        try:
+            verdict = run_service(service, constraints)
+        except AuditFailed as exc:
+            print(f"!! pip-audit failed ({service}): {exc}")
+            return 1
         if verdict is None or not verdict.reached:
             print(f"   pip-audit: the {service} advisory service could not be reached")
             continue

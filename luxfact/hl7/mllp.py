@@ -258,7 +258,11 @@ class Listener:
                 received = await service.receive(
                     session, tenant_id, payload, channel="mllp", parsed=parsed,
                     rejection=rejection, size=size)
-        except DATABASE_UNAVAILABLE:
+        except DATABASE_UNAVAILABLE as exc:
+            if storage_full(exc):  # SQLite's full disk is an OperationalError
+                log.error("database disk full")
+                return _reject(header, "the hospital's database is full: deliver the "
+                               "message again later"), acks.REJECT, charset, kind
             log.warning("database unavailable")
             return _reject(header, "the database is not reachable: deliver the message "
                            "again later"), acks.REJECT, charset, kind

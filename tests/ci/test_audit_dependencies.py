@@ -45,3 +45,12 @@ def test_an_old_vulnerable_pin_fails_unless_no_service_answers(tmp_path: Path) -
     else:
         assert run.returncode == 1, run.stdout
         assert "jinja2 2.10:" in run.stdout
+
+
+def test_an_unpinned_requirement_fails_instead_of_passing_as_offline(tmp_path: Path) -> None:
+    pins = tmp_path / "constraints.txt"
+    pins.write_text("jinja2\n")  # not pinned: pip-audit refuses it before any network call
+    run = subprocess.run([sys.executable, str(SCRIPT), str(pins)], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 1, run.stdout
+    assert "pip-audit failed" in run.stdout and "SKIPPED" not in run.stdout
