@@ -14,7 +14,7 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     config = settings()
     reached = run(migrate.upgrade(config, revision))
     console.print(f"database at revision {reached}")
-    if revision != "head" and reached != revision:
+    if migrate.is_revision(revision) and reached != revision:
         # Alembic treats an older target as done: say so rather than name the target.
         console.print(f"(asked for {revision}: `db upgrade` never goes back; the database is "
                       "already past it)")

@@ -22,6 +22,12 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def is_revision(name: str) -> bool:
+    """Whether `name` is one revision's id (not "head", "+1", "heads" or a partial id)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return name in {rev.revision for rev in script.walk_revisions()}
+
+
 def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
 

@@ -127,3 +127,5 @@ def test_upgrade_says_the_revision_reached_not_the_one_asked(cli_env: dict[str, 
     assert older.exit_code == 0, older.output
     assert f"database at revision {head}" in older.output
     assert "never goes back" in older.output
+    heads = invoke(cli_env, "db", "upgrade", "heads")  # a name for the head, not older
+    assert heads.exit_code == 0 and "never goes back" not in heads.output
