@@ -117,6 +117,17 @@ async def patient_refusals(session: AsyncSession, found: PatientScope, today: da
          row.issued_on) for row in invoices], today)
     if kept:
         reasons.append(f"{len(kept)} invoice(s) within legal retention: {_listed(kept)}")
+    # A payment is an accounting record of its own day: one received years after the
+    # invoice keeps it (and the invoice it settles) until its own retention ends.
+    payments = await _rows(session, T["payments"], ("invoice_id", "paid_on"), "invoice_id",
+                           found.invoice_ids, tenant)
+    numbers = {row.id: row.number for row in await _rows(
+        session, T["invoices"], ("id", "number"), "id", found.invoice_ids, tenant)}
+    paid = retention.held(retention.ACCOUNTING, [
+        ("payment on", numbers.get(row.invoice_id, str(row.invoice_id)), row.paid_on)
+        for row in payments], today)
+    if paid:
+        reasons.append(f"{len(paid)} payment(s) within legal retention: {_listed(paid)}")
     batches = await _rows(session, T["claim_batches"],
                           ("file_reference", "state", "frozen_at", "created_at"), "id",
                           found.batch_ids, tenant)
@@ -294,6 +305,13 @@ async def tenant_refusals(session: AsyncSession, tenant_id: uuid.UUID, today: da
             ("credit note" if r.doc_type == "credit_note" else "invoice", r.number,
              r.issued_on) for r in newest], today)
         reasons.append(f"{total} invoice(s) within legal retention: {_listed(named, total)}")
+    payments = T["payments"]
+    total = (await session.execute(select(func.count()).where(
+        payments.c.tenant_id == tenant_id,
+        _retained(payments.c.paid_on, retention.retained_ranges(retention.ACCOUNTING, today)))
+    )).scalar_one()
+    if total:
+        reasons.append(f"{total} payment(s) within legal retention")
     unsettled = and_(batches.c.tenant_id == tenant_id, batches.c.state != "reconciled")
     total = (await session.execute(select(func.count()).where(unsettled))).scalar_one()
     if total:

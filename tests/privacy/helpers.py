@@ -102,12 +102,20 @@ async def as_superuser(db: Database, tenant_id: uuid.UUID, *statements: Executab
                 await session.execute(statement)
 
 
-async def backdate(db: Database, tenant_id: uuid.UUID, person: Person, year: int) -> None:
-    """Move the patient's stay and invoices to `year`, as if all of it were that old."""
+async def backdate(db: Database, tenant_id: uuid.UUID, person: Person, year: int,
+                   payments_in: int | None = None) -> None:
+    """Move the patient's stay, invoices and payments to `year`, as if all of it were that
+    old (`payments_in`: the payments to another year, received long after the invoice)."""
     invoices, stays = metadata.tables["invoices"], metadata.tables["stays"]
+    payments = metadata.tables["payments"]
     patient = uuid.UUID(person.id)
     await as_superuser(
         db, tenant_id,
+        update(payments).where(
+            payments.c.tenant_id == tenant_id,
+            payments.c.invoice_id.in_(select(invoices.c.id).where(
+                invoices.c.tenant_id == tenant_id, invoices.c.patient_id == patient)))
+        .values(paid_on=date(payments_in or year, 4, 30)),
         update(invoices).where(invoices.c.tenant_id == tenant_id,
                                invoices.c.patient_id == patient)
         .values(issued_on=date(year, 3, 31), issued_at=datetime(year, 3, 31, 10, tzinfo=UTC)),

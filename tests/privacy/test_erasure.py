@@ -69,6 +69,17 @@ async def test_refused_while_invoices_are_within_retention_and_they_are_named(
     assert f"stay(s) within the medical file's retention: stay {person.stay['id']} of " \
         f"{year - 10}-03-05 (kept until {year}-12-31)" in again.output
 
+    # All of it twelve years old, but a payment received six years ago keeps it.
+    await backdate(owner_db, hospitals.a.id, person, year - 12, payments_in=year - 6)
+    paid = await cli(cli_env, "privacy", "erase", "--tenant", hospitals.a.slug,
+                     "--patient", person.id, "--yes")
+    assert paid.exit_code == 1, paid.output
+    assert "payment(s) within legal retention: payment on " in paid.output
+    assert f"kept until {year + 4}-12-31" in paid.output
+    assert "invoice(s) within legal retention" not in paid.output
+    whole = await cli(cli_env, "privacy", "erase", "--tenant", hospitals.a.slug, "--yes")
+    assert whole.exit_code == 1 and "payment(s) within legal retention" in whole.output
+
 
 async def test_refused_for_a_patient_in_house_with_acts_not_invoiced(
     client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str]
