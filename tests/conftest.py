@@ -46,6 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     suite_logs.install()
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    suite_logs.remove(keep=exitstatus != 0)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The scan of the suite's logs reads what every other test wrote: it goes last.
     items.sort(key=lambda item: "runs_last" in item.keywords)

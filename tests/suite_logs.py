@@ -11,6 +11,7 @@ production would write, redaction included.
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,11 +20,27 @@ from luxfact.kit import logging as luxlog
 ENV = "LUXFACT_TEST_LOG_DIR"
 
 
+_MADE: list[Path] = []  # the directory this process made (and removes at the end)
+
+
 def directory() -> Path:
     """This run's log directory (made once, inherited by subprocesses through the env)."""
     if ENV not in os.environ:
         os.environ[ENV] = tempfile.mkdtemp(prefix="luxfact-suite-logs-")
+        _MADE.append(Path(os.environ[ENV]))
     return Path(os.environ[ENV])
+
+
+def remove(keep: bool) -> None:
+    """At the end of the run: the directory goes unless `keep` (a failed run, to read)."""
+    for handler in list(logging.getLogger().handlers):
+        if isinstance(handler, _SuiteHandler):
+            handler.close()
+    for made in _MADE:
+        if keep:
+            print(f"\nthe suite's log lines are kept in {made}")
+        else:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 class _SuiteHandler(logging.FileHandler):

@@ -22,7 +22,7 @@ from luxfact.jobs.worker import Worker
 from luxfact.settings import Settings
 from tests.billing.test_invoices import stay_with_acts
 from tests.claims.test_batches import PERIOD
-from tests.conftest import BACKEND, Hospitals
+from tests.conftest import BACKEND, Hospital, Hospitals
 from tests.live import live_server
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.test_webhooks import drain, subscribe
@@ -64,6 +64,15 @@ async def test_killed_while_issuing_then_restarted(client: httpx.AsyncClient,
                                                   settings: Settings) -> None:
     hospital = hospitals.a
     receiver = await Receiver().start()
+    try:
+        await _killed_while_issuing(client, hospital, owner_db, settings, receiver)
+    finally:
+        await receiver.stop()
+
+
+async def _killed_while_issuing(client: httpx.AsyncClient, hospital: Hospital,
+                                owner_db: Database, settings: Settings,
+                                receiver: Receiver) -> None:
     await subscribe(client, hospital, receiver.url, ["invoice.issued"])
     stays = [await stay_with_acts(client, hospital) for _ in range(40)]
     headers = hospital.auth(Role.billing)
@@ -113,7 +122,6 @@ async def test_killed_while_issuing_then_restarted(client: httpx.AsyncClient,
         await drain(Worker(app_db, tenants=[hospital.id]))
     finally:
         await app_db.dispose()
-        await receiver.stop()
     events = [json.loads(r.body) for r in receiver.requests]
     delivered = sorted(e["data"]["invoice_id"] for e in events)
     async with owner_db.transaction() as session:
