@@ -5,6 +5,7 @@ Run as the database owner like every administrative command, acting as the hospi
 `--tenant` (PostgreSQL's row-level security then shows that hospital's rows only).
 """
 
+import errno
 import shutil
 import tempfile
 import uuid
@@ -28,11 +29,14 @@ from luxfact.cli.common import (
 )
 from luxfact.db.migrate import current_revision
 from luxfact.kit import context
-from luxfact.kit.errors import Conflict
+from luxfact.kit.errors import Conflict, LuxfactError
 from luxfact.kit.time import LUXEMBOURG, utcnow
 from luxfact.privacy import erasure, export
 from luxfact.settings import Settings
 from luxfact.tenancy.service import get_tenant
+
+FILE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+               errno.EFBIG}
 
 app = typer.Typer(help="Data protection (GDPR): export or erase personal data.",
                   no_args_is_help=True)
@@ -68,7 +72,10 @@ def export_command(
         if out.exists():
             fail(f"{out} already exists: an export never overwrites a file")
         content = run(_export_patient(config, tenant, patient))
-        export.write_atomically(out, content)
+        try:
+            export.write_atomically(out, content)
+        except OSError as exc:
+            fail(f"cannot write {exc.filename or out}: {exc.strerror}; nothing was exported")
         console.print(f"patient {patient} of {tenant}: {len(content.encode())} bytes "
                       f"written to {out}")
         return
@@ -112,8 +119,16 @@ async def _export_tenant(config: Settings, slug: str, directory: Path) -> dict: 
                     progress.update(task, description=f"exporting {table}: {seen[table]} rows")
 
                 async with export.snapshot(db) as session:
-                    manifest = await export.export_tenant(session, tenant, directory, utcnow(),
-                                                          revision, advance)
+                    try:
+                        manifest = await export.export_tenant(session, tenant, directory,
+                                                              utcnow(), revision, advance)
+                    except OSError as exc:
+                        # A full or unwritable export disk, not an unreachable database
+                        # (whose errors are the sockets'; a write() names no file).
+                        if exc.filename is None and exc.errno not in FILE_ERRORS:
+                            raise
+                        raise LuxfactError(f"cannot write {exc.filename or directory}: "
+                                           f"{exc.strerror}; nothing was exported") from None
             async with db.transaction() as session:
                 await record(session, "tenant.export", "tenant", tenant.id, {"rows": {
                     name: t["rows"] for name, t in manifest["tables"].items() if t["rows"]}},

@@ -1,9 +1,13 @@
 """`luxfact privacy export`: one patient's data, all of it and nobody else's; a whole
 hospital's, streamed per table."""
 
+import asyncio
 import base64
 import hashlib
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -162,3 +166,30 @@ async def test_the_export_snapshot_reads_as_the_hospital_under_row_level_securit
         await db.dispose()
     assert level == "repeatable read"
     assert str(person.id) in {str(i) for i in ids}
+
+
+async def test_a_full_export_disk_is_named_and_leaves_nothing(
+    client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A real full disk: a 64 KiB tmpfs, smaller than one invoice PDF.
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if os.geteuid() != 0 or not mount or not umount:
+        pytest.skip("FULL-DISK EXPORT TEST NOT RUN: mounting a tmpfs needs root and mount(8)")
+    mounted = await asyncio.to_thread(
+        subprocess.run, [mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"FULL-DISK EXPORT TEST NOT RUN: cannot mount a tmpfs here "
+                    f"({mounted.stderr.decode().strip()})")
+    try:
+        await patient_with_stay(client, hospitals.a)
+        result = await cli(cli_env, "privacy", "export", "--tenant", hospitals.a.slug,
+                           "--out", str(disk / "export"))
+        assert result.exit_code == 1, result.output
+        assert "cannot write" in result.output and "No space left" in result.output
+        assert "cannot reach the database" not in result.output
+        assert list(disk.iterdir()) == []  # no half export, no staging directory
+    finally:
+        await asyncio.to_thread(subprocess.run, [umount, "-l", str(disk)], check=False)
