@@ -103,8 +103,9 @@ async def patient_document(session: AsyncSession, tenant: Tenant, patient_id: uu
         "webhook_deliveries": serialise.rows("webhook_deliveries", await _fetch(
             session, T["webhook_deliveries"], tid, scope.webhook_conditions(found),
             ("created_at", "id"))),
-        "audit_events": serialise.rows("audit_events", await _fetch(
-            session, T["audit_events"], tid, _audit_conditions(found), ("at", "id"))),
+        "audit_events": [_own(event, found) for event in serialise.rows(
+            "audit_events", await _fetch(session, T["audit_events"], tid,
+                                         _audit_conditions(found), ("at", "id")))],
         "about": ABOUT,
     }
 
@@ -151,6 +152,18 @@ async def _hl7(session: AsyncSession, found: PatientScope, dialect: str
         out.append({**serialise.row("hl7_messages", message), "raw": raw_text,
                     "raw_encoding": encoding})
     return out
+
+
+def _own(event: dict, found: PatientScope) -> dict:
+    """A search or list event as it concerns this patient: the other patients it showed
+    are no part of this person's data (their ids are left out, their number kept)."""
+    details = event.get("details")
+    if isinstance(details, dict) and isinstance(details.get("results"), list):
+        mine = {str(i) for i in found.patient_ids}
+        shown = details["results"]
+        event = {**event, "details": {**details, "results": [r for r in shown if r in mine],
+                                      "others_shown": sum(r not in mine for r in shown)}}
+    return event
 
 
 def _audit_conditions(found: PatientScope) -> list[ColumnElement[bool]]:

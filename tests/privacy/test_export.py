@@ -38,6 +38,10 @@ async def test_a_patients_export_holds_its_data_and_nobody_elses(
     person = await patient_with_stay(client, hospitals.a)
     neighbour = await patient_with_stay(client, hospitals.a)
     elsewhere = await patient_with_stay(client, hospitals.b)
+    # A search that showed both patients is part of each one's trail, but not the other.
+    both = await client.get("/api/v1/patients?birth_date=1975-04-12",
+                            headers=hospitals.a.auth(Role.clerk))
+    assert {p["id"] for p in both.json()["items"]} >= {person.id, neighbour.id}
     out = tmp_path / "access.json"
     result = await cli(cli_env, "privacy", "export", "--tenant", hospitals.a.slug,
                        "--patient", person.id, "--out", str(out))
@@ -48,6 +52,10 @@ async def test_a_patients_export_holds_its_data_and_nobody_elses(
     assert raw == json.dumps(document, sort_keys=True, ensure_ascii=False, indent=2) + "\n"
     assert out.stat().st_mode & 0o077 == 0  # personal data: readable by its owner only
 
+    searches = [e for e in document["audit_events"] if e["action"] == "patient.search"]
+    assert searches and all(e["details"]["results"] == [person.id] for e in searches)
+    assert any(e["details"]["others_shown"] >= 1 for e in searches)
+    assert neighbour.id not in raw
     assert document["format"] == "luxfact-patient-export/1"
     assert document["tenant"]["slug"] == hospitals.a.slug
     patient = document["patient"]
