@@ -21,6 +21,12 @@ ENV = "LUXFACT_TEST_LOG_DIR"
 
 
 _MADE: list[Path] = []  # the directory this process made (and removes at the end)
+# Patients a test deletes (GDPR erasure) before the scan reads the table: (names, matricule).
+ERASED: list[tuple[str, str, str | None]] = []
+
+
+def remember(family: str, given: str, matricule: str | None) -> None:
+    ERASED.append((family, given, matricule))
 
 
 def directory() -> Path:
