@@ -168,22 +168,29 @@ async def test_three_workers_run_each_job_exactly_once(app_db: Database,
     assert sum(1 for w in workers if w.completed) >= 2  # the work was shared
 
 
+async def worker_process_running(app_db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID,
+                                 settings: Settings) -> subprocess.Popen:
+    """A worker process (tests/jobs/run_worker.py) once it is inside the job."""
+    process = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "tests.jobs.run_worker", settings.effective_app_database_url,
+         str(tenant_id)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
+    for _ in range(300):
+        [job] = await jobs_of(app_db, tenant_id, [job_id])
+        if job.state == "running":
+            return process
+        await asyncio.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"the worker never started the job: {job.state}")
+
+
 @pytest.mark.skipif(BACKEND != "postgres", reason="a killed connection's rollback: PostgreSQL")
 async def test_a_worker_killed_mid_job_leaves_it_to_be_run_once(
         app_db: Database, hospitals: Hospitals, settings: Settings) -> None:
     [job_id] = await enqueue(app_db, hospitals.a.id, "test.slow", seconds=30)
-    process = await asyncio.to_thread(
-        subprocess.Popen,
-        [sys.executable, "-m", "tests.jobs.run_worker", settings.effective_app_database_url,
-         str(hospitals.a.id)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
+    process = await worker_process_running(app_db, hospitals.a.id, job_id, settings)
     try:
-        for _ in range(300):
-            [job] = await jobs_of(app_db, hospitals.a.id, [job_id])
-            if job.state == "running":
-                break
-            await asyncio.sleep(0.05)
-        assert job.state == "running"
         await asyncio.sleep(0.3)  # inside the job, its audit event written, not committed
         process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(process.wait, 10)
@@ -209,18 +216,8 @@ async def test_a_worker_killed_mid_job_leaves_it_to_be_run_once(
 async def test_sigterm_lets_the_running_job_finish_then_exits(
         app_db: Database, hospitals: Hospitals, settings: Settings) -> None:
     [job_id] = await enqueue(app_db, hospitals.a.id, "test.slow", seconds=1.5)
-    process = await asyncio.to_thread(
-        subprocess.Popen,
-        [sys.executable, "-m", "tests.jobs.run_worker", settings.effective_app_database_url,
-         str(hospitals.a.id)],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
+    process = await worker_process_running(app_db, hospitals.a.id, job_id, settings)
     try:
-        for _ in range(300):
-            [job] = await jobs_of(app_db, hospitals.a.id, [job_id])
-            if job.state == "running":
-                break
-            await asyncio.sleep(0.05)
-        assert job.state == "running"
         process.send_signal(signal.SIGTERM)  # as an orchestrator stops a pod
         code = await asyncio.to_thread(process.wait, 20)
     finally:
