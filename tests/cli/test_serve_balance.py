@@ -12,20 +12,23 @@ from tests.live import live_server
 @pytest.mark.slow
 def test_connections_are_spread_over_the_workers(settings: Settings) -> None:
     with live_server(settings, workers=2) as (url, supervisor):
-        port = int(url.rsplit(":", 1)[1])
-        # 40 connections opened at once, as a load balancer or a busy integration would:
-        # each is answered by the process that accepted it.
-        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
-        try:
-            for sock in sockets:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            for sock in sockets:
-                sock.recv(4096)
-            pids = _server_pids_of(sockets, port, supervisor)
-        finally:
-            for sock in sockets:
-                sock.close()
+        pids = _healthz_from_40_connections(int(url.rsplit(":", 1)[1]), supervisor)
     assert len(pids) == 2, pids
+
+
+def _healthz_from_40_connections(port: int, supervisor: int) -> set[int]:
+    """40 connections opened at once, as a load balancer or a busy integration would, each
+    asking /healthz (answered 200) of the process that accepted it: those processes."""
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        for sock in sockets:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        for sock in sockets:
+            assert b" 200 " in sock.recv(4096)
+        return _server_pids_of(sockets, port, supervisor)
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _server_pids_of(sockets: list[socket.socket], server_port: int,
@@ -60,16 +63,7 @@ def _server_pids_of(sockets: list[socket.socket], server_port: int,
 def test_a_scrape_sums_every_workers_metrics(settings: Settings) -> None:
     with live_server(settings, workers=2) as (url, supervisor):
         port = int(url.rsplit(":", 1)[1])
-        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
-        try:
-            for sock in sockets:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            for sock in sockets:
-                assert b" 200 " in sock.recv(4096)
-            pids = _server_pids_of(sockets, port, supervisor)
-        finally:
-            for sock in sockets:
-                sock.close()
+        pids = _healthz_from_40_connections(port, supervisor)
         assert len(pids) == 2, pids  # each worker answered some, neither all 40
         # Whichever worker answers a scrape, it reports both workers' counts.
         for _ in range(8):
