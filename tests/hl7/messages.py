@@ -2,13 +2,9 @@
 
 import uuid
 
-from luxfact.patients.matricule import complete
+from tests.identities import new_matricule as new_matricule  # re-exported for the HL7 tests
 
 CR = "\r"
-
-
-def new_matricule(birth: str = "19800101") -> str:
-    return complete(birth + f"{uuid.uuid4().int % 1000:03d}")
 
 
 def new_id(prefix: str = "") -> str:

@@ -9,10 +9,7 @@ import pytest
 from luxfact.auth.roles import Role
 from luxfact.patients.matricule import complete
 from tests.conftest import Hospitals
-
-
-def new_matricule(birth: str = "19800101") -> str:
-    return complete(birth + f"{uuid.uuid4().int % 1000:03d}")
+from tests.identities import new_matricule
 
 
 def patient_body(**overrides: object) -> dict[str, object]:

@@ -16,6 +16,7 @@ from luxfact.patients.models import Patient
 from luxfact.stays.models import Act
 from luxfact.web import clerk_stays
 from tests.conftest import Hospital, Hospitals
+from tests.identities import new_matricule as matricule
 from tests.web.desk import browser, csrf_of, log_in, make_user, signed_in
 
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -24,10 +25,6 @@ IDEM = re.compile(r'name="idem" value="([^"]+)"')
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-def matricule(birth: str = "19800101") -> str:
-    return complete(birth + f"{uuid.uuid4().int % 1000:03d}")
 
 
 def idem_of(page: httpx.Response) -> str:
