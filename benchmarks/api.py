@@ -130,7 +130,14 @@ class Connection:
             self.writer.close()
 
 async def product_flow(conn: Connection, latencies: list[float], deadline: float,
-                       pace: asyncio.Semaphore | None) -> int:
+                       pace: asyncio.Semaphore | None, first_stay: str, skip: int) -> int:
+    """The scenario on one connection, from act number `skip` of an already admitted stay.
+
+    Connections start at different points of the scenario: started together at its first
+    step, 64 paced clients stay in step, and every patient and admission of a round (the two
+    heaviest requests) would come within the same fraction of a second: a burst that no
+    fixed rate of the scenario's mix contains.
+    """
     done = 0
 
     async def call(method: str, url: str, body: object | None = None) -> dict:
@@ -146,18 +153,38 @@ async def product_flow(conn: Connection, latencies: list[float], deadline: float
         return json.loads(payload)
 
     now = datetime.now(UTC)
+    stay_id, acts = first_stay, ACTS[skip:]
     while time.monotonic() < deadline:
-        patient = await call("POST", "/api/v1/patients", {
-            "no_matricule_reason": "foreign", "family_name": random.choice(FAMILY),
-            "given_name": random.choice(GIVEN), "birth_date": "1970-01-01", "sex": "F"})
-        stay = await call("POST", "/api/v1/stays", {
-            "patient_id": patient["id"], "kind": "inpatient",
-            "admitted_at": (now - timedelta(hours=2)).isoformat(), "unit": "MED"})
-        for code in ACTS:
-            await call("POST", f"/api/v1/stays/{stay['id']}/acts", {
+        for code in acts:
+            await call("POST", f"/api/v1/stays/{stay_id}/acts", {
                 "code": code, "performed_at": (now - timedelta(hours=1)).isoformat()})
-        await call("GET", f"/api/v1/stays/{stay['id']}")
+        await call("GET", f"/api/v1/stays/{stay_id}")
+        if time.monotonic() >= deadline:
+            break
+        patient = await call("POST", "/api/v1/patients", new_patient())
+        stay_id = (await call("POST", "/api/v1/stays", new_stay(patient["id"], now)))["id"]
+        acts = ACTS
     return done
+
+
+def new_patient() -> dict[str, str]:
+    return {"no_matricule_reason": "foreign", "family_name": random.choice(FAMILY),
+            "given_name": random.choice(GIVEN), "birth_date": "1970-01-01", "sex": "F"}
+
+
+def new_stay(patient_id: str, now: datetime) -> dict[str, str]:
+    return {"patient_id": patient_id, "kind": "inpatient",
+            "admitted_at": (now - timedelta(hours=2)).isoformat(), "unit": "MED"}
+
+
+async def first_stay(conn: Connection) -> str:
+    """A patient admitted before the measurement starts, for a connection to begin with."""
+    status, payload = await conn.request("POST", "/api/v1/patients", new_patient())
+    assert status == 201, payload[:200]
+    status, payload = await conn.request(
+        "POST", "/api/v1/stays", new_stay(json.loads(payload)["id"], datetime.now(UTC)))
+    assert status == 201, payload[:200]
+    return json.loads(payload)["id"]
 
 
 async def bare_flow(conn: Connection, latencies: list[float], deadline: float) -> int:
@@ -187,17 +214,23 @@ async def load(args: argparse.Namespace) -> dict[str, float]:
                 await asyncio.sleep(max(0, next_at - time.perf_counter()))
                 pace.release()
 
-        refill = asyncio.create_task(tokens())
     host, port = args.url.removeprefix("http://").split(":")
     headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
     connections = [Connection(host, int(port), headers) for _ in range(args.connections)]
+    stays: list[str] = []
+    if args.target == "product":
+        stays = await asyncio.gather(*(first_stay(c) for c in connections))
+    if pace is not None:  # tokens from now on only: none piled up during the set-up
+        refill = asyncio.create_task(tokens())
     started = time.monotonic()
     deadline = started + args.seconds
     if args.target == "bare":
         counts = await asyncio.gather(*(bare_flow(c, latencies, deadline) for c in connections))
     else:
-        counts = await asyncio.gather(*(product_flow(c, latencies, deadline, pace)
-                                        for c in connections))
+        # Each connection starts at its own point of the scenario (see product_flow).
+        counts = await asyncio.gather(*(
+            product_flow(c, latencies, deadline, pace, stay, random.randrange(len(ACTS) + 1))
+            for c, stay in zip(connections, stays, strict=True)))
     elapsed = time.monotonic() - started
     for connection in connections:
         connection.close()

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Row, bindparam, update
+from sqlalchemy import Row, bindparam, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,9 +34,20 @@ class AuthRepository:
         return (await self.session.execute(
             ACTIVE_KEY, {"tenant_id": self.tenant_id, "key_hash": key_hash})).first()
 
-    async def touch_key(self, key_id: uuid.UUID, at: datetime) -> None:
+    async def touch_key(self, key_id: uuid.UUID, at: datetime, stale_before: datetime) -> None:
+        """Note that the key was used, unless another request is noting it right now.
+
+        The row lock of this update is held until the request commits. Waiting for it would
+        queue every request of a busy key behind one another once a minute (seen as a
+        400 ms stall at 200 requests/s), so a row already locked is skipped: the other
+        request writes nearly the same time. Rows written since `stale_before` are left.
+        """
+        locked = (select(K.c.id).where(K.c.tenant_id == self.tenant_id, K.c.id == key_id,
+                                       or_(K.c.last_used_at.is_(None),
+                                           K.c.last_used_at < stale_before))
+                  .with_for_update(skip_locked=True).scalar_subquery())
         await self.session.execute(update(K).where(K.c.tenant_id == self.tenant_id,
-                                                   K.c.id == key_id).values(last_used_at=at))
+                                                   K.c.id == locked).values(last_used_at=at))
 
     async def key(self, key_id: uuid.UUID) -> ApiKey | None:
         query = select(ApiKey).where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)

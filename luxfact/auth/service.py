@@ -42,8 +42,9 @@ async def authenticate_key(
     if found is None:
         return None
     now = utcnow()
-    if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
-        await repo.touch_key(found.id, now)
+    stale_before = now - LAST_USED_RESOLUTION
+    if found.last_used_at is None or found.last_used_at < stale_before:
+        await repo.touch_key(found.id, now, stale_before)
     return Principal(tenant_id, "key", found.id, Role(found.role), found.name)
 
 
