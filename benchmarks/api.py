@@ -1,6 +1,7 @@
 """API benchmark: the product against a bare Starlette + asyncpg endpoint, same machine, same run.
 
-    .venv/bin/python benchmarks/api.py [--seconds 20] [--connections 64] [--patients 200000]
+    .venv/bin/python benchmarks/api.py [--seconds 20] [--connections 64] [--rounds 1]
+                                       [--patients 200000]
 
 1. Creates a fresh PostgreSQL database (LUXFACT_TEST_POSTGRES_URL's server), migrates it,
    loads the demo hospitals, tariffs and keys, and starts `luxfact serve --workers 2` as the
@@ -422,16 +423,27 @@ def main(args: argparse.Namespace) -> None:
         wait_ready(f"{bare_url}/bare")
 
         run_load(url, "product", 3, 8, key)  # warm-up: caches, pools, JIT of nothing
-        product = run_load(url, "product", args.seconds, args.connections, key)
-        bare = run_load(bare_url, "bare", args.seconds, args.connections)
-        print(f"saturation, product (scenario mix): {product['rps']:8.0f} req/s  "
-              f"p50 {product['p50_ms']:6.1f} ms  p99 {product['p99_ms']:7.1f} ms")
-        print(f"saturation, bare insert (ceiling):  {bare['rps']:8.0f} req/s  "
-              f"p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:7.1f} ms")
-        print(f"ratio product/bare: {product['rps'] / bare['rps']:.2f}  (target >= 0.30)")
-        fixed = run_load(url, "product", args.seconds, args.connections, key, rate=200)
-        print(f"fixed rate 200 req/s, product: achieved {fixed['rps']:.0f} req/s  "
-              f"p50 {fixed['p50_ms']:.1f} ms  p99 {fixed['p99_ms']:.1f} ms  (target p99 < 50 ms)")
+        # Product and bare alternate, `--rounds` times: this machine has slow phases lasting
+        # minutes, and a pair measured back to back shares its phase; the median pair is
+        # the figure.
+        ratios = []
+        for _ in range(args.rounds):
+            product = run_load(url, "product", args.seconds, args.connections, key)
+            bare = run_load(bare_url, "bare", args.seconds, args.connections)
+            ratios.append(product["rps"] / bare["rps"])
+            print(f"saturation, product (scenario mix): {product['rps']:8.0f} req/s  "
+                  f"p50 {product['p50_ms']:6.1f} ms  p99 {product['p99_ms']:7.1f} ms")
+            print(f"saturation, bare insert (ceiling):  {bare['rps']:8.0f} req/s  "
+                  f"p50 {bare['p50_ms']:6.1f} ms  p99 {bare['p99_ms']:7.1f} ms")
+            print(f"ratio product/bare: {ratios[-1]:.2f}  (target >= 0.30)")
+        if args.rounds > 1:
+            print(f"ratio product/bare, median of {args.rounds} pairs: "
+                  f"{statistics.median(ratios):.2f}  (target >= 0.30)")
+        for _ in range(args.rounds):
+            fixed = run_load(url, "product", args.seconds, args.connections, key, rate=200)
+            print(f"fixed rate 200 req/s, product: achieved {fixed['rps']:.0f} req/s  "
+                  f"p50 {fixed['p50_ms']:.1f} ms  p99 {fixed['p99_ms']:.1f} ms  "
+                  "(target p99 < 50 ms)")
 
         if not args.patients:
             return
@@ -492,6 +504,8 @@ if __name__ == "__main__":
     loader.add_argument("--rate", type=int, default=0)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="saturation pairs and fixed-rate runs to measure (figures vary)")
     parser.add_argument("--patients", type=int, default=200_000,
                         help="patients for the search measurement (0: skip it)")
     arguments = parser.parse_args()
