@@ -20,6 +20,7 @@ from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.kit import logging as luxlog
 from luxfact.kit import problems
 from luxfact.kit.errors import Conflict, LuxfactError, ServiceUnavailable
+from luxfact.kit.memory import freeze_long_lived
 from luxfact.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from luxfact.routes import routes
 from luxfact.settings import Settings, load_settings
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db = Database(settings.effective_app_database_url, pool_size=settings.db_pool_size,
                       tenant_setting_mode=settings.tenant_setting_mode,
                       statement_cache_size=settings.db_statement_cache)
+        freeze_long_lived()
         try:
             yield {"settings": settings, "db": db, "tenant_slugs": {}}
         finally:

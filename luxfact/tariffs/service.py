@@ -12,6 +12,7 @@ from sqlalchemy import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.kit.errors import ValidationFailed
+from luxfact.kit.memory import freeze_long_lived
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs.models import TariffImport, TenantPrice
 from luxfact.tariffs.package import Key, Package, Row
@@ -190,6 +191,7 @@ async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) ->
         _tables_cache.clear()
         tables = {name: await repo.table(name) for name in CATALOGUE}
         _tables_cache[version] = tables
+        freeze_long_lived()  # the catalogue lives as long as its version: once per version
     prices = await repo.tenant_prices(tenant_id) if tenant_id else []
     built = build_snapshot(tables, prices)
     _cache[(version, tenant_id)] = (built, time.monotonic())
