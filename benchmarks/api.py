@@ -1,7 +1,7 @@
 """API benchmark: the product against a bare Starlette + asyncpg endpoint, same machine, same run.
 
-    .venv/bin/python benchmarks/api.py [--seconds 20] [--connections 64] [--rounds 1]
-                                       [--patients 200000]
+    .venv/bin/python benchmarks/api.py [--seconds 20] [--connections 64] [--warmup 10]
+                                       [--rounds 1] [--patients 200000]
 
 1. Creates a fresh PostgreSQL database (LUXFACT_TEST_POSTGRES_URL's server), migrates it,
    loads the demo hospitals, tariffs and keys, and starts `luxfact serve --workers 2` as the
@@ -422,7 +422,12 @@ def main(args: argparse.Namespace) -> None:
         wait_ready(f"{url}/readyz")
         wait_ready(f"{bare_url}/bare")
 
-        run_load(url, "product", 3, 8, key)  # warm-up: caches, pools, JIT of nothing
+        # Warm-up of both, unmeasured, at the measured concurrency: connection pools at
+        # their full size, tables with statistics. After a light warm-up (3 s on 8
+        # connections) the product's first measured run was often the slowest by far
+        # (167 req/s, then 253 to 329 on the same server: docs/performance.md).
+        run_load(url, "product", args.warmup, args.connections, key)
+        run_load(bare_url, "bare", args.warmup, args.connections)
         # Product and bare alternate, `--rounds` times: this machine has slow phases lasting
         # minutes, and a pair measured back to back shares its phase; the median pair is
         # the figure.
@@ -504,6 +509,8 @@ if __name__ == "__main__":
     loader.add_argument("--rate", type=int, default=0)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="seconds of unmeasured load on each server before measuring")
     parser.add_argument("--rounds", type=int, default=1,
                         help="saturation pairs and fixed-rate runs to measure (figures vary)")
     parser.add_argument("--patients", type=int, default=200_000,
