@@ -16,7 +16,8 @@ def freeze_long_lived() -> None:
     """Collect what is garbage now, then exempt everything alive from later collections.
 
     Call it when long-lived state has just been built (a worker's start, a new tariff
-    catalogue), never per request: the collection it runs first takes a tenth of a second.
+    catalogue), not on every request: the collection it runs first takes a tenth of a
+    second.
     """
     gc.collect()
     gc.freeze()

@@ -6,6 +6,7 @@ where it is meant to: when a worker starts, and when a new tariff catalogue is l
 """
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import httpx
@@ -36,10 +37,11 @@ def test_freezing_keeps_objects_out_of_collections_and_frees_garbage_first(
     kept = Node()
     cycle = Node()
     cycle.self = cycle  # type: ignore[attr-defined]
-    del cycle  # garbage only a collection can free
+    gone = weakref.ref(cycle)
+    del cycle  # garbage only a collection can free: frozen unfreed, it would live on
     freeze_long_lived()
-    assert gc.get_freeze_count() > 0
-    assert not any(type(o) is Node and o is not kept for o in gc.get_objects())
+    assert gc.get_freeze_count() > 0 and gc.is_tracked(kept)
+    assert gone() is None
 
 
 async def test_an_app_freezes_what_it_built_when_it_starts(settings: Settings,
