@@ -118,7 +118,7 @@ async def test_numbers_follow_per_year_without_gaps(
     for _ in range(3):
         stay = await stay_with_acts(client, hospitals.a)
         numbers += [i["number"] for i in (await bill(client, hospitals.a, stay)).json()["invoices"]]
-    year = date.today().year
+    year = service.today().year
     assert numbers == [f"T-{year}-{n:06}" for n in range(1, 7)]
     # The other hospital has its own series.
     other = await stay_with_acts(client, hospitals.b)
@@ -156,7 +156,7 @@ async def test_a_number_drawn_by_a_failed_issue_is_not_lost(
     acts = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
                              headers=hospitals.a.auth(Role.billing))).json()["items"]
     assert {a["state"] for a in acts} == {"recorded"}  # nothing half-applied
-    year = date.today().year
+    year = service.today().year
     again = (await bill(client, hospitals.a, stay)).json()["invoices"]
     assert [i["number"] for i in again] == [f"T-{year}-000001", f"T-{year}-000002"]
 
@@ -178,7 +178,7 @@ async def test_credit_notes_release_acts_for_billing_again(
                              headers=headers)
     assert note.status_code == 201, note.text
     credit = note.json()
-    year = date.today().year
+    year = service.today().year
     assert credit["number"] == f"TC-{year}-000001" and credit["doc_type"] == "credit_note"
     assert credit["total"] == "45.00" and credit["credited_invoice_id"] == patient["id"]
     assert credit["lines"][0]["credited_seq"] == cp1
@@ -220,7 +220,7 @@ async def test_payments_balance_and_status(
     patient = (await bill(client, hospitals.a, stay)).json()["invoices"][1]
     url = f"/api/v1/invoices/{patient['id']}/payments"
     headers = hospitals.a.auth(Role.billing)
-    today = date.today().isoformat()
+    today = service.today().isoformat()
     part = await client.post(url, json={"amount": "50.00", "paid_on": today,
                                         "method": "transfer", "reference": "virement"},
                              headers=headers)
@@ -267,7 +267,7 @@ async def test_overpayment_when_the_hospital_accepts_it(
     stay = await stay_with_acts(client, hospitals.a)
     patient = (await bill(client, hospitals.a, stay)).json()["invoices"][1]
     over = await client.post(f"/api/v1/invoices/{patient['id']}/payments", json={
-        "amount": "200.00", "paid_on": date.today().isoformat(), "method": "transfer"},
+        "amount": "200.00", "paid_on": service.today().isoformat(), "method": "transfer"},
         headers=hospitals.a.auth(Role.billing))
     assert over.status_code == 201 and over.json()["status"] == "overpaid"
     assert over.json()["balance"] == "-95.24"
@@ -351,7 +351,7 @@ async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,
     assert (await client.post(f"/api/v1/invoices/{invoice['id']}/credit-notes",
                               json={"reason": "x"}, headers=billing)).status_code == 404
     assert (await client.post(f"/api/v1/invoices/{invoice['id']}/payments", json={
-        "amount": "1", "paid_on": date.today().isoformat(), "method": "cash"},
+        "amount": "1", "paid_on": service.today().isoformat(), "method": "cash"},
         headers=billing)).status_code == 404
     # A clerk bills nothing.
     assert (await bill(client, hospitals.a, stay)).status_code == 409

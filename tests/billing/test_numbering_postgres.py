@@ -1,7 +1,6 @@
 """On PostgreSQL: numbers under concurrency, and issued invoices immutable in the database."""
 
 import asyncio
-from datetime import date
 
 import httpx
 import pytest
@@ -9,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from luxfact.auth.roles import Role
+from luxfact.billing.service import today as billing_today
 from luxfact.db.engine import Database
 from tests.billing.test_invoices import bill, stay_with_acts
 from tests.conftest import Hospitals
@@ -26,7 +26,7 @@ async def test_fifty_concurrent_issues_leave_no_gap_and_no_duplicate(
     answers = await asyncio.gather(*(bill(client, hospitals.a, stay) for stay in stays))
     assert {a.status_code for a in answers} == {201}
     numbers = [i["number"] for a in answers for i in a.json()["invoices"]]
-    year = date.today().year
+    year = billing_today().year
     assert sorted(numbers) == [f"T-{year}-{n:06}" for n in range(1, 101)]
 
 

@@ -4,12 +4,12 @@ import asyncio
 import base64
 import json
 import uuid
-from datetime import date
 
 import httpx
 import pytest
 
 from luxfact.auth.roles import Role
+from luxfact.billing.service import today as billing_today
 from tests.billing.test_invoices import bill, stay_with_acts
 from tests.conftest import Hospital, Hospitals
 from tests.patients.test_api import create as create_patient
@@ -130,7 +130,7 @@ async def test_hostile_inputs_get_a_422(client: httpx.AsyncClient,
     for body in ({"reason": "a\u0000b"}, {"reason": "x", "lines": [True]}):
         assert (await client.post(notes, json=body, headers=headers)).status_code == 422
     payments = f"/api/v1/invoices/{invoice['id']}/payments"
-    today = date.today().isoformat()
+    today = billing_today().isoformat()
     for body in ({"amount": "1", "paid_on": today, "method": "cash", "reference": "\u0000"},
                  {"amount": "999999999.99", "paid_on": today, "method": "cash"}):
         response = await client.post(payments, json=body, headers=headers)

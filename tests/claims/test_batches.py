@@ -4,7 +4,6 @@ import asyncio
 import hashlib
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import httpx
@@ -12,6 +11,7 @@ import pytest
 from lxml import etree
 
 from luxfact.auth.roles import Role
+from luxfact.billing.service import today as billing_today
 from tests.billing.test_invoices import bill, stay_with_acts
 from tests.conftest import Hospital, Hospitals
 from tests.patients.test_api import create as create_patient
@@ -19,7 +19,7 @@ from tests.stays.test_api import act, admit, move
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 SCHEMAS = Path(__file__).resolve().parents[2] / "invoices" / "schemas"
-PERIOD = date.today().strftime("%Y-%m")
+PERIOD = billing_today().strftime("%Y-%m")
 
 
 async def billed(client: httpx.AsyncClient, hospital: Hospital, count: int = 2) -> list[dict]:
