@@ -8,8 +8,8 @@ import sys
 
 import typer
 
-from luxfact.cli.common import fail, settings
-from luxfact.cli.serve import _check_database
+from luxfact.cli.common import settings
+from luxfact.cli.serve import require_database
 from luxfact.db.engine import Database
 from luxfact.hl7.mllp import MAX_BYTES, Listener, tenant_by_slug
 from luxfact.kit import logging as luxlog
@@ -34,10 +34,7 @@ def mllp(
 ) -> None:
     """Receive HL7 v2 ADT and DFT messages over MLLP, each answered with its ACK."""
     config = settings()
-    problem = asyncio.run(_check_database(config.effective_app_database_url,
-                                          config.db_statement_cache))
-    if problem:
-        fail(problem)
+    require_database(config)
     if workers > 1:
         options = ["--host", host, "--port", str(port), "--idle-timeout", str(idle_timeout),
                    "--max-bytes", str(max_bytes), *(["--tenant", tenant] if tenant else [])]

@@ -6,7 +6,7 @@ from datetime import timedelta
 import typer
 
 from luxfact.cli.common import fail, settings
-from luxfact.cli.serve import _check_database
+from luxfact.cli.serve import require_database
 from luxfact.db.engine import Database
 from luxfact.jobs import handlers  # noqa: F401 (registers the job kinds)
 from luxfact.jobs.worker import Worker
@@ -26,10 +26,7 @@ def worker(
 ) -> None:
     """Run queued jobs until SIGTERM or SIGINT (then finish or release them)."""
     config = settings()
-    problem = asyncio.run(_check_database(config.effective_app_database_url,
-                                          config.db_statement_cache))
-    if problem:
-        fail(problem)
+    require_database(config)
     luxlog.configure(config.log_level)
 
     async def main() -> None:

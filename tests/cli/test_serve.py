@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from luxfact.auth.roles import Role
-from luxfact.cli.serve import listening_socket
+from luxfact.cli.serve import AUTOVACUUM_OFF, _check_database, database_advice, listening_socket
+from luxfact.db.engine import make_engine
 from luxfact.settings import Settings
 from tests.conftest import Hospitals
 from tests.live import live_server
@@ -76,3 +78,24 @@ def _wait(pid: int) -> int:
     """The exit status of the server process (a child of this one)."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def test_advice_names_autovacuum_off_and_only_then() -> None:
+    assert database_advice({"autovacuum": "off"}) == [AUTOVACUUM_OFF]
+    assert database_advice({"autovacuum": "on"}) == []
+    assert database_advice({}) == []  # SQLite: nothing to say
+
+
+@pytest.mark.postgres
+async def test_check_reads_the_servers_autovacuum(settings: Settings) -> None:
+    """The advice follows the server's real setting (this machine's cluster runs without
+    autovacuum; a default one runs with it)."""
+    problem, advice = await _check_database(settings.effective_app_database_url)
+    assert problem is None
+    engine = make_engine(settings.effective_app_database_url)
+    try:
+        async with engine.connect() as conn:
+            autovacuum = (await conn.execute(text("SHOW autovacuum"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert (AUTOVACUUM_OFF in advice) == (autovacuum == "off")

@@ -1,0 +1,96 @@
+"""The tenant goes to PostgreSQL with the transaction's BEGIN, in one round trip, and never
+outlives its transaction on a pooled connection."""
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from luxfact.db.engine import Database, TenantConnection, tenant_literal
+from luxfact.kit.context import tenant_scope
+from luxfact.settings import Settings
+from tests.conftest import Hospitals
+
+pytestmark = pytest.mark.postgres
+
+SETTING = text("SELECT current_setting('app.tenant_id', true)")
+KEYS = text("SELECT DISTINCT tenant_id FROM api_keys")
+
+
+async def _driver(session: Any) -> TenantConnection:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, TenantConnection)
+    return driver
+
+
+async def test_one_message_begins_and_sets_the_tenant(settings: Settings,
+                                                      hospitals: Hospitals) -> None:
+    """Counted on the socket up to the COMMIT: BEGIN with the tenant, then two statements;
+    three writes. Setting the tenant on its own would be a fourth."""
+    db = Database(settings.effective_app_database_url, pool_size=1)
+    try:
+        for _attempt in range(2):  # the first prepares the statements (a round trip each)
+            writes: list[bytes] = []
+            with tenant_scope(hospitals.a.id):
+                async with db.transaction() as session:
+                    driver = await _driver(session)
+                    transport = driver._transport
+                    transport.write = _counting(transport.write, writes)
+                    setting = (await session.execute(SETTING)).scalar_one()
+                    tenants = {row[0] for row in await session.execute(KEYS)}
+                    del transport.write
+            assert setting == str(hospitals.a.id)
+            assert tenants == {hospitals.a.id}  # row-level security saw the tenant
+        assert b"BEGIN; SELECT set_config('app.tenant_id'" in writes[0]
+        assert len(writes) == 3, writes
+    finally:
+        await db.dispose()
+
+
+def _counting(write: Any, writes: list[bytes]) -> Any:
+    def counted(data: bytes) -> None:
+        writes.append(bytes(data))
+        write(data)
+    return counted
+
+
+async def test_every_transaction_gets_its_own_tenant(settings: Settings,
+                                                     hospitals: Hospitals) -> None:
+    db = Database(settings.effective_app_database_url, pool_size=1)  # one connection, reused
+    try:
+        for tenant in (hospitals.a.id, hospitals.b.id, None, hospitals.a.id):
+            with tenant_scope(tenant):
+                async with db.transaction() as session:
+                    seen = {row[0] for row in await session.execute(KEYS)}
+            assert seen == ({tenant} if tenant else set())
+    finally:
+        await db.dispose()
+
+
+async def test_a_transaction_that_ran_nothing_leaves_no_tenant(settings: Settings,
+                                                              hospitals: Hospitals) -> None:
+    """Its BEGIN was never sent; the tenant left for it must not reach the next user of the
+    connection, such as a Core connection that sets no tenant of its own."""
+    db = Database(settings.effective_app_database_url, pool_size=1)
+    try:
+        with tenant_scope(hospitals.a.id):
+            async with db.transaction() as session:
+                driver = await _driver(session)
+                assert driver._tenant_for_begin == str(hospitals.a.id)
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(KEYS)).all() == []
+            assert (await conn.execute(SETTING)).scalar_one() in ("", None)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("bad", ["x' ; DROP TABLE acts; --", "not-a-uuid"])
+def test_only_a_uuid_reaches_the_literal(bad: str) -> None:
+    with pytest.raises(ValueError):
+        tenant_literal(bad)
+    tenant = str(uuid.uuid4())
+    assert tenant_literal(tenant) == tenant
+    assert tenant_literal("") == ""  # no tenant: sees nothing
