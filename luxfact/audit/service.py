@@ -1,9 +1,10 @@
 """Writing the audit trail, inside the transaction of what it records."""
 
 import uuid
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Insert, Table, bindparam, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.models import AuditEvent
@@ -12,6 +13,20 @@ from luxfact.kit.time import utcnow
 
 T = AuditEvent.__table__  # type: ignore[attr-defined]
 INSERT = insert(T)  # one prebuilt statement, values as parameters (its compilation is cached)
+
+
+def event_values(action: str, object_type: str, object_id: uuid.UUID | str,
+                 details: dict[str, Any] | None = None, *,
+                 tenant_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """The audit row of an event, attributed to the request's actor and tenant."""
+    info = context.current()
+    tenant = tenant_id or info.tenant_id
+    if tenant is None:
+        raise RuntimeError("audit event outside any tenant")
+    return {"tenant_id": tenant, "id": uuid.uuid4(), "at": utcnow(),
+            "actor": info.actor or "system", "action": action, "object_type": object_type,
+            "object_id": str(object_id), "request_id": info.request_id,
+            "details": details or {}}
 
 
 async def record(
@@ -23,15 +38,34 @@ async def record(
     *,
     tenant_id: uuid.UUID | None = None,
 ) -> None:
-    info = context.current()
-    tenant = tenant_id or info.tenant_id
-    if tenant is None:
-        raise RuntimeError("audit event outside any tenant")
     # A Core insert: no ORM unit of work to flush for a row nobody reads back here.
-    await session.execute(INSERT, {
-        "tenant_id": tenant, "id": uuid.uuid4(), "at": utcnow(), "actor": info.actor or "system",
-        "action": action, "object_type": object_type, "object_id": str(object_id),
-        "request_id": info.request_id, "details": details or {}})
+    await session.execute(INSERT, event_values(action, object_type, object_id, details,
+                                               tenant_id=tenant_id))
+
+
+async def insert_recorded(session: AsyncSession, table: Table, values: dict[str, Any],
+                          event: dict[str, Any]) -> None:
+    """Insert a row and its audit event (`event_values`): on PostgreSQL as one statement,
+    the row in a data-modifying CTE, so a creation costs one round trip, not two (the
+    API's hot path: docs/performance.md). Both or neither, as two statements would be in
+    their transaction; SQLite, in-process, runs the two."""
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(insert(table), values)
+        await session.execute(INSERT, event)
+        return
+    statement = _insert_with_event(table, tuple(values))
+    params = {f"r_{name}": value for name, value in values.items()}
+    params.update({f"e_{name}": value for name, value in event.items()})
+    await session.execute(statement, params)
+
+
+@lru_cache(maxsize=64)
+def _insert_with_event(table: Table, columns: tuple[str, ...]) -> Insert:
+    """Built once per table and set of columns: its compiled form is then cached."""
+    row = insert(table).values({name: bindparam(f"r_{name}", type_=table.c[name].type)
+                                for name in columns}).cte(f"new_{table.name}")
+    return insert(T).values({c.name: bindparam(f"e_{c.name}", type_=c.type)
+                             for c in T.columns}).add_cte(row)
 
 
 async def record_many(session: AsyncSession, events: list[tuple[str, str, uuid.UUID | str,

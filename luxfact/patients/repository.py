@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from luxfact.audit.service import insert_recorded
 from luxfact.db.queries import fresh
 from luxfact.kit.text import fold
 from luxfact.patients.models import Coverage, Patient, PatientNameKey
@@ -27,7 +28,7 @@ COVERAGES = (fresh(Coverage).where(C.c.tenant_id == bindparam("tenant_id"),
 GET_PATIENT = fresh(Patient).where(P.c.tenant_id == bindparam("tenant_id"),
                                    P.c.id == bindparam("patient_id"))
 # Prebuilt: values go as parameters, so the compiled statement is reused.
-INSERT_PATIENT, INSERT_COVERAGE = insert(P), insert(C)
+INSERT_COVERAGE = insert(C)
 # Patients sharing one birth date in one hospital: a few dozen; this bounds the worst case.
 NARROW_MAX = 2000
 
@@ -70,15 +71,20 @@ class PatientRepository:
                                       Patient.matricule == matricule)  # type: ignore[arg-type]
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
-    async def insert(self, values: dict[str, Any]) -> None:
-        """One statement for the patient, one for its name keys: the desk's hot path."""
-        await self.session.execute(INSERT_PATIENT, {"tenant_id": self.tenant_id, **values})
-        await self.replace_name_keys(values["id"], values["family_name"], values["given_name"])
+    async def insert(self, values: dict[str, Any], event: dict[str, Any]) -> None:
+        """One statement for the patient and its audit event (`event_values`), one for its
+        name keys: the desk's hot path."""
+        await insert_recorded(self.session, P, {"tenant_id": self.tenant_id, **values}, event)
+        await self._insert_name_keys(values["id"], values["family_name"], values["given_name"])
 
     async def replace_name_keys(self, patient_id: uuid.UUID, family_name: str,
                                 given_name: str) -> None:
         await self.session.execute(delete(K).where(K.c.tenant_id == self.tenant_id,
                                                    K.c.patient_id == patient_id))
+        await self._insert_name_keys(patient_id, family_name, given_name)
+
+    async def _insert_name_keys(self, patient_id: uuid.UUID, family_name: str,
+                                given_name: str) -> None:
         family, given = fold(family_name), fold(given_name)
         keys = [{"tenant_id": self.tenant_id, "key": k, "patient_id": patient_id,
                  "family_folded": family, "given_folded": given}

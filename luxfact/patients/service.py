@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.audit.service import record
+from luxfact.audit.service import event_values, record
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.text import fold
 from luxfact.kit.time import utcnow
@@ -30,9 +30,8 @@ async def create_patient(session: AsyncSession, tenant_id: uuid.UUID, data: Pati
     values.update(id=uuid.uuid4(), family_folded=fold(data.family_name),
                   given_folded=fold(data.given_name), created_at=now, updated_at=now,
                   version=1)
-    await repo.insert(values)
-    await record(session, "patient.create", "patient", values["id"], {},
-                 tenant_id=tenant_id)
+    await repo.insert(values, event_values("patient.create", "patient", values["id"], {},
+                                           tenant_id=tenant_id))
     # What was inserted is what would be read back: no second round trip.
     return Patient(tenant_id=tenant_id, death_date=None, merged_into=None, **values)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.audit.service import record
+from luxfact.audit.service import event_values, record
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.money import cents_str, to_cents
 from luxfact.kit.time import utcnow
@@ -152,10 +152,9 @@ async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.
     now = utcnow()
     row = {**values, **priced, "id": act_id, "stay_id": stay_id, "state": "recorded",
            "version": 1, "created_at": now, "updated_at": now}
-    await StayRepository(session, tenant_id).insert_act(row)
-    await record(session, "act.create", "act", act_id, {"stay": str(stay_id),
-                                                        "code": values["code"]},
-                 tenant_id=tenant_id)
+    await StayRepository(session, tenant_id).insert_act(row, event_values(
+        "act.create", "act", act_id, {"stay": str(stay_id), "code": values["code"]},
+        tenant_id=tenant_id))
     # What was inserted is what would be read back: no second round trip.
     return Act(tenant_id=tenant_id, invoice_id=None, **row)
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from luxfact.audit.service import insert_recorded
 from luxfact.db.queries import fresh
 from luxfact.kit.time import utcnow
 from luxfact.patients.models import Coverage, Patient
@@ -15,7 +16,9 @@ from luxfact.stays.models import Act, Movement, Stay
 S = Stay.__table__  # type: ignore[attr-defined]
 M = Movement.__table__  # type: ignore[attr-defined]
 A = Act.__table__  # type: ignore[attr-defined]
-INSERT_STAY, INSERT_MOVEMENT, INSERT_ACT = insert(S), insert(M), insert(A)
+# Values as parameters of one prebuilt statement: its compiled form is cached, where
+# `.values(...)` builds and hashes a new statement on every call.
+INSERT_MOVEMENT = insert(M)
 _P = Patient.__table__  # type: ignore[attr-defined]
 _C = Coverage.__table__  # type: ignore[attr-defined]
 LOCK_FOR_ACT = (
@@ -83,10 +86,9 @@ class StayRepository:
                                    S.c.external_id == external_id)
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
-    async def insert_stay(self, values: dict[str, Any]) -> None:
-        # Values as parameters of one prebuilt statement: its compiled form is cached, where
-        # `.values(...)` builds and hashes a new statement on every call.
-        await self.session.execute(INSERT_STAY, {"tenant_id": self.tenant_id, **values})
+    async def insert_stay(self, values: dict[str, Any], event: dict[str, Any]) -> None:
+        """The stay and its audit event (`event_values`), in one round trip."""
+        await insert_recorded(self.session, S, {"tenant_id": self.tenant_id, **values}, event)
 
     async def update_stay(self, stay_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,
@@ -148,8 +150,9 @@ class StayRepository:
                                   A.c.id == act_id)
         return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
 
-    async def insert_act(self, values: dict[str, Any]) -> None:
-        await self.session.execute(INSERT_ACT, {"tenant_id": self.tenant_id, **values})
+    async def insert_act(self, values: dict[str, Any], event: dict[str, Any]) -> None:
+        """The act and its audit event (`event_values`), in one round trip."""
+        await insert_recorded(self.session, A, {"tenant_id": self.tenant_id, **values}, event)
 
     async def update_act(self, act_id: uuid.UUID, version: int, values: dict[str, Any]) -> bool:
         result = await self.session.execute(

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.audit.service import record
+from luxfact.audit.service import event_values, record
 from luxfact.kit import context
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.time import LUXEMBOURG, utcnow
@@ -55,12 +55,12 @@ async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn)
     values = data.model_dump(exclude={"planned"})
     values.update(id=stay_id, state="planned" if data.planned else "admitted", version=1,
                   created_at=now, updated_at=now)
-    await repo.insert_stay(values)
+    await repo.insert_stay(values, event_values(
+        "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
+        {"kind": data.kind}, tenant_id=tenant_id))
     if not data.planned:
         await repo.insert_movement(_movement(stay_id, 1, "admit", data.admitted_at, data.unit,
                                              data.room, data.bed, data.room_class))
-    await record(session, "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
-                 {"kind": data.kind}, tenant_id=tenant_id)
     if not data.planned:
         await emit(session, tenant_id, "stay.admitted", {
             "stay_id": str(stay_id), "patient_id": str(data.patient_id), "kind": data.kind,

@@ -2,28 +2,20 @@
 outlives its transaction on a pooled connection."""
 
 import uuid
-from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from luxfact.db.engine import Database, TenantConnection, tenant_literal
+from luxfact.db.engine import Database, tenant_literal
 from luxfact.kit.context import tenant_scope
 from luxfact.settings import Settings
 from tests.conftest import Hospitals
+from tests.wire import driver_of, socket_writes
 
 pytestmark = pytest.mark.postgres
 
 SETTING = text("SELECT current_setting('app.tenant_id', true)")
 KEYS = text("SELECT DISTINCT tenant_id FROM api_keys")
-
-
-async def _driver(session: Any) -> TenantConnection:
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, TenantConnection)
-    return driver
 
 
 async def test_one_message_begins_and_sets_the_tenant(settings: Settings,
@@ -33,28 +25,18 @@ async def test_one_message_begins_and_sets_the_tenant(settings: Settings,
     db = Database(settings.effective_app_database_url, pool_size=1)
     try:
         for _attempt in range(2):  # the first prepares the statements (a round trip each)
-            writes: list[bytes] = []
             with tenant_scope(hospitals.a.id):
                 async with db.transaction() as session:
-                    driver = await _driver(session)
-                    transport = driver._transport
-                    transport.write = _counting(transport.write, writes)
-                    setting = (await session.execute(SETTING)).scalar_one()
-                    tenants = {row[0] for row in await session.execute(KEYS)}
-                    del transport.write
+                    driver = await driver_of(session)
+                    with socket_writes(driver) as writes:
+                        setting = (await session.execute(SETTING)).scalar_one()
+                        tenants = {row[0] for row in await session.execute(KEYS)}
             assert setting == str(hospitals.a.id)
             assert tenants == {hospitals.a.id}  # row-level security saw the tenant
         assert b"BEGIN; SELECT set_config('app.tenant_id'" in writes[0]
         assert len(writes) == 3, writes
     finally:
         await db.dispose()
-
-
-def _counting(write: Any, writes: list[bytes]) -> Any:
-    def counted(data: bytes) -> None:
-        writes.append(bytes(data))
-        write(data)
-    return counted
 
 
 async def test_every_transaction_gets_its_own_tenant(settings: Settings,
@@ -78,7 +60,7 @@ async def test_a_transaction_that_ran_nothing_leaves_no_tenant(settings: Setting
     try:
         with tenant_scope(hospitals.a.id):
             async with db.transaction() as session:
-                driver = await _driver(session)
+                driver = await driver_of(session)
                 assert driver._tenant_for_begin == str(hospitals.a.id)
         async with db.engine.connect() as conn:
             assert (await conn.execute(KEYS)).all() == []
