@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from luxfact.auth.service import recent_keys
 from luxfact.billing import rendering
 from luxfact.db.engine import Database
 from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db = Database(settings.effective_app_database_url, pool_size=settings.db_pool_size,
                       tenant_setting_mode=settings.tenant_setting_mode,
                       statement_cache_size=settings.db_statement_cache)
+        recent_keys.clear()  # keys remembered by another app of this process, on another database
         freeze_long_lived()
         try:
             yield {"settings": settings, "db": db, "tenant_slugs": {}}

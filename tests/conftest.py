@@ -111,6 +111,16 @@ async def catalogue(owner_db: "Database") -> None:
             await tariffs.apply(session, package, changes)
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_keys() -> Iterator[None]:
+    """Each test starts with no API key remembered as valid (luxfact/auth/key_cache.py):
+    a key a test revokes or edits in the database is then looked up afresh."""
+    from luxfact.auth.service import recent_keys
+
+    recent_keys.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 async def owner_db(settings: Settings) -> AsyncIterator[Database]:
     """The owner's connection, for arranging data the way the CLI would."""

@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
 from luxfact.auth import credentials
+from luxfact.auth.key_cache import RecentKeys
 from luxfact.auth.models import ApiKey, User
 from luxfact.auth.repository import AuthRepository
 from luxfact.auth.roles import Role
@@ -33,19 +34,32 @@ class Principal:
         return f"{self.kind}:{self.id}"
 
 
+# Keys found valid lately, in this worker (see key_cache for what that costs revocation).
+recent_keys: RecentKeys[Principal] = RecentKeys()
+
+
 async def authenticate_key(
     session: AsyncSession, tenant_id: uuid.UUID, key: str
 ) -> Principal | None:
-    """The key's principal, or None. The tenant must already be set on the transaction."""
+    """The key's principal, or None. The tenant must already be set on the transaction.
+
+    A key found valid in the last few seconds is not looked up again (`key_cache`); its
+    last-used time, kept to the minute, is written by the look-ups in between."""
+    key_hash = credentials.hash_api_key(key)
+    principal = recent_keys.get(tenant_id, key_hash)
+    if principal is not None:
+        return principal
     repo = AuthRepository(session, tenant_id)
-    found = await repo.active_key_row(credentials.hash_api_key(key))
+    found = await repo.active_key_row(key_hash)
     if found is None:
         return None
     now = utcnow()
     stale_before = now - LAST_USED_RESOLUTION
     if found.last_used_at is None or found.last_used_at < stale_before:
         await repo.touch_key(found.id, now, stale_before)
-    return Principal(tenant_id, "key", found.id, Role(found.role), found.name)
+    principal = Principal(tenant_id, "key", found.id, Role(found.role), found.name)
+    recent_keys.put(tenant_id, key_hash, principal)
+    return principal
 
 
 async def create_user(
@@ -95,5 +109,6 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         session.add(api_key)
+        recent_keys.forget(tenant_id, api_key.id)
         await record(session, "apikey.revoke", "api_key", api_key.id, {}, tenant_id=tenant_id)
     return api_key

@@ -1,0 +1,96 @@
+"""API keys remembered as valid for a few seconds: what it saves and what it costs."""
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import and_, update
+
+from luxfact.auth.credentials import hash_api_key
+from luxfact.auth.key_cache import KEY_CACHE_SECONDS, RecentKeys
+from luxfact.auth.repository import K
+from luxfact.auth.roles import Role
+from luxfact.auth.service import recent_keys
+from luxfact.db.engine import Database
+from tests.conftest import Hospitals
+
+
+@dataclass(frozen=True)
+class Key:
+    id: uuid.UUID
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+TENANT, OTHER = uuid.uuid4(), uuid.uuid4()
+
+
+def test_a_key_is_kept_for_its_seconds_then_looked_up_again() -> None:
+    clock = Clock()
+    keys: RecentKeys[Key] = RecentKeys(seconds=5, clock=clock)
+    key = Key(uuid.uuid4())
+    keys.put(TENANT, "h1", key)
+    clock.now += 4.9
+    assert keys.get(TENANT, "h1") is key
+    assert keys.get(OTHER, "h1") is None  # another hospital's key of the same hash
+    clock.now += 0.1
+    assert keys.get(TENANT, "h1") is None
+
+
+def test_the_oldest_key_goes_when_full() -> None:
+    keys: RecentKeys[Key] = RecentKeys(size=2, clock=Clock())
+    first, second, third = Key(uuid.uuid4()), Key(uuid.uuid4()), Key(uuid.uuid4())
+    keys.put(TENANT, "h1", first)
+    keys.put(TENANT, "h2", second)
+    keys.put(TENANT, "h3", third)
+    assert [keys.get(TENANT, h) for h in ("h1", "h2", "h3")] == [None, second, third]
+
+
+def test_forget_drops_that_key_of_that_tenant_only() -> None:
+    keys: RecentKeys[Key] = RecentKeys(clock=Clock())
+    key, other = Key(uuid.uuid4()), Key(uuid.uuid4())
+    keys.put(TENANT, "h1", key)
+    keys.put(TENANT, "h2", other)
+    keys.put(OTHER, "h3", key)  # same id under another tenant: not this one
+    keys.forget(TENANT, key.id)
+    assert keys.get(TENANT, "h1") is None
+    assert keys.get(TENANT, "h2") is other and keys.get(OTHER, "h3") is key
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    fake = Clock()
+    real = recent_keys.clock
+    recent_keys.clock = fake
+    yield fake
+    recent_keys.clock = real
+
+
+async def test_a_key_revoked_elsewhere_stops_within_the_window(
+        client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database,
+        clock: Clock) -> None:
+    """Revoked by another worker or process (here: in the database): still accepted while
+    this worker remembers it valid, refused once the window has passed. The delay that
+    docs/security.md states."""
+    a = hospitals.a
+    created = (await client.post("/api/v1/api-keys", json={"name": "his", "role": "clerk"},
+                                 headers=a.auth(Role.admin))).json()
+    his = {"Authorization": f"Bearer {created['key']}"}
+    assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
+    async with owner_db.engine.begin() as conn:
+        await conn.execute(update(K).where(and_(
+            K.c.tenant_id == a.id, K.c.key_hash == hash_api_key(created["key"]))
+        ).values(revoked_at=datetime.now(UTC)))
+    clock.now += KEY_CACHE_SECONDS - 0.5
+    assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
+    clock.now += 0.5
+    assert (await client.get("/api/v1/patients", headers=his)).status_code == 401
