@@ -14,9 +14,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from luxfact.auth.key_cache import ChangeListener
 from luxfact.auth.service import recent_keys
 from luxfact.billing import rendering
-from luxfact.db.engine import Database
+from luxfact.db.engine import Database, asyncpg_dsn
 from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.kit import logging as luxlog
 from luxfact.kit import problems
@@ -99,10 +100,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                       tenant_setting_mode=settings.tenant_setting_mode,
                       statement_cache_size=settings.db_statement_cache)
         recent_keys.clear()  # keys remembered by another app of this process, on another database
+        listener = ChangeListener(recent_keys)
+        if db.dialect == "postgresql":
+            # Direct to PostgreSQL: LISTEN needs a session of its own, which PgBouncer's
+            # transaction pooling (where the app URL may point) does not give.
+            await listener.start(asyncpg_dsn(settings.database_url))
         freeze_long_lived()
         try:
             yield {"settings": settings, "db": db, "tenant_slugs": {}}
         finally:
+            await listener.stop()
             await db.dispose()
             rendering.shutdown()
 

@@ -3,16 +3,25 @@
 Looking a key up is one round trip on every API request; on this machine a round trip costs
 the worker about 0.3 ms of its own time, a tenth of a recorded act (docs/performance.md). A
 key found valid is therefore trusted for `KEY_CACHE_SECONDS` without asking the database
-again. The cost is stated in docs/security.md: a key revoked through one worker stops
-working there at once (`forget`), and in the other workers and processes within that time.
-Unknown and revoked keys are never kept, so every refusal is the database's answer.
+again. A change to keys (a revocation, a hospital erased) is announced on PostgreSQL's
+LISTEN/NOTIFY channel when its transaction commits, and every worker forgets the keys it
+remembers when it hears it; the window bounds the wait only where no notification can come
+(SQLite across processes, a listener lost). Unknown and revoked keys are never kept, so
+every refusal is the database's answer (docs/security.md).
 """
 
+import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger(__name__)
 
 KEY_CACHE_SECONDS = 5.0
 MAX_KEYS = 1024  # keys in use at once in one deployment: a few per hospital system
@@ -48,11 +57,50 @@ class RecentKeys(Generic[P]):
         while len(self._keys) > self.size:
             self._keys.popitem(last=False)  # the longest-kept one
 
-    def forget(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
-        """A key revoked here: refused from the next request on, in this process."""
-        for entry in [k for k, (_, p) in self._keys.items()
-                      if k[0] == tenant_id and p.id == key_id]:
-            del self._keys[entry]
-
     def clear(self) -> None:
         self._keys.clear()
+
+
+# --- telling the other workers -----------------------------------------------------------
+
+# PostgreSQL's LISTEN/NOTIFY channel on which a change to any key (a revocation, a hospital
+# erased) is announced; every worker listening forgets the keys it remembers when it hears.
+CHANNEL = "luxfact_api_keys"
+NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
+
+
+async def announce_change(session: AsyncSession, keys: RecentKeys[Any]) -> None:
+    """Keys changed in this transaction: forget them here now, and in every listening worker
+    when it commits (PostgreSQL delivers a notification at commit, none on rollback)."""
+    keys.clear()
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(NOTIFY)
+
+
+class ChangeListener:
+    """A worker's ear on CHANNEL: a connection of its own, LISTENing for the whole life of
+    the worker. Lost (a database restart), it is not reconnected: the window of
+    `KEY_CACHE_SECONDS` bounds what a revocation waits for in the meantime, and a restart of
+    the database is when keys are least likely to change."""
+
+    def __init__(self, keys: RecentKeys[Any]) -> None:
+        self.keys = keys
+        self.connection: asyncpg.Connection | None = None
+
+    async def start(self, dsn: str) -> None:
+        try:
+            self.connection = await asyncpg.connect(dsn, timeout=5)
+            await self.connection.add_listener(CHANNEL, self._heard)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("not listening for API key changes (%s): a revoked key may be "
+                        "accepted for %s s by this worker", type(exc).__name__,
+                        KEY_CACHE_SECONDS)
+            self.connection = None
+
+    def _heard(self, *_args: object) -> None:
+        self.keys.clear()
+
+    async def stop(self) -> None:
+        if self.connection is not None:
+            await self.connection.close(timeout=2)
+            self.connection = None

@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
 from luxfact.auth import credentials
-from luxfact.auth.key_cache import RecentKeys
+from luxfact.auth.key_cache import RecentKeys, announce_change
 from luxfact.auth.models import ApiKey, User
 from luxfact.auth.repository import AuthRepository
 from luxfact.auth.roles import Role
@@ -109,6 +109,6 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         session.add(api_key)
-        recent_keys.forget(tenant_id, api_key.id)
+        await announce_change(session, recent_keys)
         await record(session, "apikey.revoke", "api_key", api_key.id, {}, tenant_id=tenant_id)
     return api_key

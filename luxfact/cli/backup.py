@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 
 from luxfact.cli.common import console, err, fail, settings
 from luxfact.db import rls
-from luxfact.db.engine import make_engine
+from luxfact.db.engine import asyncpg_dsn, make_engine
 from luxfact.settings import SettingsError, load_settings
 
 FORMAT = 1
@@ -73,10 +73,6 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
         env["PGPASSWORD"] = str(parsed.password)
     clean = parsed.set(drivername="postgresql", password=None)
     return clean.render_as_string(hide_password=False), env
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _sqlite_path(url: str) -> Path:
@@ -157,7 +153,7 @@ def _sqlite_facts(path: Path) -> dict[str, Any]:
 async def _pg_backup(url: str, target: Path) -> dict[str, Any]:
     """pg_dump in a snapshot exported by a transaction that counts the same rows."""
     libpq, env = _libpq(url)
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
@@ -290,7 +286,7 @@ def _check_files(root: Path, files: dict[str, dict[str, Any]], what: str,
 
 
 async def _pg_tables(url: str) -> int:
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         return await conn.fetchval(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -321,7 +317,7 @@ async def _pg_restore(url: str, dump: Path, app_role: str, app_role_password: st
 
 
 async def _pg_restored_facts(url: str) -> dict[str, Any]:
-    conn = await asyncpg.connect(_asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             return await _pg_facts(conn)

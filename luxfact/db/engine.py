@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import TextClause, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -146,6 +146,11 @@ def _unavailable_as_operational(ctx: ExceptionContext) -> Exception | None:
     return sa_exc.OperationalError(ctx.statement, ctx.parameters, ctx.original_exception,
                                    hide_parameters=True,
                                    connection_invalidated=ctx.is_disconnect)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy URL (postgresql+asyncpg://...) as asyncpg's own connect() takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 100,

@@ -4,11 +4,12 @@ import asyncio
 import sys
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from luxfact.db.engine import asyncpg_dsn
 
 
 async def _reachable(url: str) -> bool:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = asyncpg_dsn(url)
     try:
         conn = await asyncpg.connect(dsn, timeout=5)
     except Exception:  # any failure means "not reachable", which is what is asked

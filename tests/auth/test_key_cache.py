@@ -1,5 +1,7 @@
 """API keys remembered as valid for a few seconds: what it saves and what it costs."""
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ import pytest
 from sqlalchemy import and_, update
 
 from luxfact.auth.credentials import hash_api_key
-from luxfact.auth.key_cache import KEY_CACHE_SECONDS, RecentKeys
+from luxfact.auth.key_cache import KEY_CACHE_SECONDS, NOTIFY, RecentKeys
 from luxfact.auth.repository import K
 from luxfact.auth.roles import Role
 from luxfact.auth.service import recent_keys
@@ -55,17 +57,6 @@ def test_the_oldest_key_goes_when_full() -> None:
     assert [keys.get(TENANT, h) for h in ("h1", "h2", "h3")] == [None, second, third]
 
 
-def test_forget_drops_that_key_of_that_tenant_only() -> None:
-    keys: RecentKeys[Key] = RecentKeys(clock=Clock())
-    key, other = Key(uuid.uuid4()), Key(uuid.uuid4())
-    keys.put(TENANT, "h1", key)
-    keys.put(TENANT, "h2", other)
-    keys.put(OTHER, "h3", key)  # same id under another tenant: not this one
-    keys.forget(TENANT, key.id)
-    assert keys.get(TENANT, "h1") is None
-    assert keys.get(TENANT, "h2") is other and keys.get(OTHER, "h3") is key
-
-
 @pytest.fixture
 def clock() -> Iterator[Clock]:
     fake = Clock()
@@ -78,9 +69,9 @@ def clock() -> Iterator[Clock]:
 async def test_a_key_revoked_elsewhere_stops_within_the_window(
         client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database,
         clock: Clock) -> None:
-    """Revoked by another worker or process (here: in the database): still accepted while
-    this worker remembers it valid, refused once the window has passed. The delay that
-    docs/security.md states."""
+    """Revoked where no notification is sent (here: in the database itself; on SQLite, by
+    another process): still accepted while this worker remembers it valid, refused once the
+    window has passed. The delay that docs/security.md states."""
     a = hospitals.a
     created = (await client.post("/api/v1/api-keys", json={"name": "his", "role": "clerk"},
                                  headers=a.auth(Role.admin))).json()
@@ -94,3 +85,27 @@ async def test_a_key_revoked_elsewhere_stops_within_the_window(
     assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
     clock.now += 0.5
     assert (await client.get("/api/v1/patients", headers=his)).status_code == 401
+
+
+@pytest.mark.postgres
+async def test_a_change_announced_elsewhere_is_heard_at_once(
+        client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database,
+        clock: Clock) -> None:
+    """Another worker or process revokes a key and announces it (what `revoke_api_key` and a
+    hospital's erasure do): this worker forgets its keys when the notification arrives,
+    long before its window ends (the clock stands still here)."""
+    a = hospitals.a
+    created = (await client.post("/api/v1/api-keys", json={"name": "his", "role": "clerk"},
+                                 headers=a.auth(Role.admin))).json()
+    his = {"Authorization": f"Bearer {created['key']}"}
+    assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
+    async with owner_db.engine.begin() as conn:
+        await conn.execute(update(K).where(and_(
+            K.c.tenant_id == a.id, K.c.key_hash == hash_api_key(created["key"]))
+        ).values(revoked_at=datetime.now(UTC)))
+        await conn.execute(NOTIFY)
+    deadline = time.monotonic() + 5
+    while (status := (await client.get("/api/v1/patients", headers=his)).status_code) == 200:
+        assert time.monotonic() < deadline, "the notification was not heard"
+        await asyncio.sleep(0.02)
+    assert status == 401
