@@ -433,7 +433,7 @@ def main(args: argparse.Namespace) -> None:
         # cluster runs without it): statistics for the tables the warm-up filled, which also
         # drops the plans the workers' connections made while the tables held a few rows
         # (a stay lock at 20 ms instead of under 1 ms: docs/operations.md).
-        asyncio.run(_analyze(dsn))
+        asyncio.run(analyze(dsn))
         # Product and bare alternate, `--rounds` times: this machine has slow phases lasting
         # minutes, and a pair measured back to back shares its phase; the median pair is
         # the figure.
@@ -491,7 +491,7 @@ def main(args: argparse.Namespace) -> None:
               f" p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  (target < 50 ms)")
 
 
-async def _analyze(dsn: str) -> None:
+async def analyze(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)
     await conn.execute("ANALYZE")
     await conn.close()
