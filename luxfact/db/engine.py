@@ -88,12 +88,20 @@ class TenantConnection(asyncpg.Connection):
         return await super().execute(query, *args, timeout=timeout)
 
 
+# The tenant last set in the session's current transaction (a savepoint keeps it).
+_TENANT_SET = "tenant_set"
+_NONE = object()
+
+
 @event.listens_for(TenantSession, "after_begin")
 def _set_tenant(session: Session, transaction: Any, connection: Connection) -> None:
     if connection.dialect.name != "postgresql":
         return
     mode = session.info.get("tenant_setting_mode", "set_config")
     tenant_id = context.current_tenant_id()
+    if transaction.nested and session.info.get(_TENANT_SET, _NONE) == tenant_id:
+        return  # a savepoint in a transaction whose tenant is set already: nothing to undo
+    session.info[_TENANT_SET] = tenant_id
     adapted = connection.connection.dbapi_connection
     driver = getattr(adapted, "driver_connection", None)
     if (mode == "set_config" and isinstance(driver, TenantConnection)

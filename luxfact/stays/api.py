@@ -12,7 +12,7 @@ from luxfact.kit.time import LUXEMBOURG
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays import acts as act_service
 from luxfact.stays import service
-from luxfact.stays.models import Stay
+from luxfact.stays.models import Movement, Stay
 from luxfact.stays.repository import StayRepository
 from luxfact.stays.schemas import (
     ActIn,
@@ -29,12 +29,14 @@ WRITERS = (Role.clerk, Role.integration)
 READERS = (Role.clerk, Role.billing, Role.integration)
 
 
-async def stay_response(ctx: Ctx, stay: Stay, status: int = 200) -> Response:
-    repo = StayRepository(ctx.session, ctx.tenant_id)
+async def stay_response(ctx: Ctx, stay: Stay, status: int = 200,
+                        movements: list[Movement] | None = None) -> Response:
+    """The stay with its movements (read here unless given) and coverage gaps."""
+    if movements is None:
+        movements = await StayRepository(ctx.session, ctx.tenant_id).movements(stay.id)
     coverages = await PatientRepository(ctx.session, ctx.tenant_id).coverages(stay.patient_id)
     out = StayOut.model_validate(stay, from_attributes=True)
-    out.movements = [MovementOut.model_validate(m, from_attributes=True)
-                     for m in await repo.movements(stay.id)]
+    out.movements = [MovementOut.model_validate(m, from_attributes=True) for m in movements]
     out.coverage_gaps = service.coverage_gaps(stay, coverages, datetime.now(LUXEMBOURG).date())
     return json_response(out, status, headers={"ETag": etag(stay.version)})
 
@@ -42,8 +44,8 @@ async def stay_response(ctx: Ctx, stay: Stay, status: int = 200) -> Response:
 @endpoint(*WRITERS, idempotent=True, body=StayIn, response=StayOut, status=201, etag=True)
 async def create_stay(ctx: Ctx) -> Response:
     """Admit a patient (or plan an admission)."""
-    stay = await service.create_stay(ctx.session, ctx.tenant_id, await ctx.body(StayIn))
-    response = await stay_response(ctx, stay, 201)
+    stay, movements = await service.admit(ctx.session, ctx.tenant_id, await ctx.body(StayIn))
+    response = await stay_response(ctx, stay, 201, movements)
     response.headers["Location"] = f"/api/v1/stays/{stay.id}"
     return response
 

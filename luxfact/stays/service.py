@@ -38,6 +38,12 @@ async def patient_of_tenant(session: AsyncSession, tenant_id: uuid.UUID,
 
 
 async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn) -> Stay:
+    return (await admit(session, tenant_id, data))[0]
+
+
+async def admit(session: AsyncSession, tenant_id: uuid.UUID,
+                data: StayIn) -> tuple[Stay, list[Movement]]:
+    """A new stay (admitted, or planned), with its movements: the admission, or none."""
     patient = await patient_of_tenant(session, tenant_id, data.patient_id)
     day = local_day(data.admitted_at)
     if day < patient.birth_date:
@@ -58,16 +64,17 @@ async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn)
     await repo.insert_stay(values, event_values(
         "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
         {"kind": data.kind}, tenant_id=tenant_id))
+    movements = []
     if not data.planned:
-        await repo.insert_movement(_movement(stay_id, 1, "admit", data.admitted_at, data.unit,
-                                             data.room, data.bed, data.room_class))
-    if not data.planned:
+        movement = _movement(stay_id, 1, "admit", data.admitted_at, data.unit, data.room,
+                             data.bed, data.room_class)
+        await repo.insert_movement(movement)
+        movements.append(Movement(tenant_id=tenant_id, cancelled_by=None, **movement))
         await emit(session, tenant_id, "stay.admitted", {
             "stay_id": str(stay_id), "patient_id": str(data.patient_id), "kind": data.kind,
             "admitted_at": data.admitted_at.isoformat(), "unit": data.unit})
-    stay = await repo.get(stay_id)
-    assert stay is not None
-    return stay
+    # What was inserted is what would be read back (times are UTC already): no round trip.
+    return Stay(tenant_id=tenant_id, discharged_at=None, **values), movements
 
 
 def _movement(stay_id: uuid.UUID, seq: int, kind: str, at: datetime, unit: str = "",

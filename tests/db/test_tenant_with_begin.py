@@ -69,6 +69,32 @@ async def test_a_transaction_that_ran_nothing_leaves_no_tenant(settings: Setting
         await db.dispose()
 
 
+async def test_a_savepoint_keeps_the_tenant_without_setting_it_again(
+        settings: Settings, hospitals: Hospitals) -> None:
+    """As an HL7 message is applied: a savepoint in the transaction costs no tenant statement;
+    one under another tenant (never done, but possible) still gets its own."""
+    db = Database(settings.effective_app_database_url, pool_size=1)
+    try:
+        for _attempt in range(2):  # the first prepares the statements
+            with tenant_scope(hospitals.a.id):
+                async with db.transaction() as session:
+                    await session.execute(KEYS)
+                    driver = await driver_of(session)
+                    with socket_writes(driver) as writes:
+                        async with session.begin_nested():
+                            tenants = {row[0] for row in await session.execute(KEYS)}
+                    assert tenants == {hospitals.a.id}
+                    with tenant_scope(hospitals.b.id):
+                        async with session.begin_nested():
+                            other = {row[0] for row in await session.execute(KEYS)}
+                    assert other == {hospitals.b.id}
+        # SAVEPOINT, the statement, RELEASE: no set_config among them.
+        assert len(writes) == 3, writes
+        assert not any(b"set_config" in w for w in writes)
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.parametrize("bad", ["x' ; DROP TABLE acts; --", "not-a-uuid"])
 def test_only_a_uuid_reaches_the_literal(bad: str) -> None:
     with pytest.raises(ValueError):

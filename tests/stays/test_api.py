@@ -42,6 +42,20 @@ async def act(client: httpx.AsyncClient, hospital: Hospital, stay: dict,
                              headers=hospital.auth(Role.clerk))
 
 
+@pytest.mark.parametrize("planned", [False, True])
+async def test_the_created_stay_reads_back_as_answered(client: httpx.AsyncClient,
+                                                      hospitals: Hospitals,
+                                                      planned: bool) -> None:
+    """The creation answers from what it wrote, without reading it back: the answer must be
+    what a read gives, to the microsecond and the time zone (given here at +01:00)."""
+    created = await admit(client, hospitals.a, planned=planned,
+                          admitted_at="2026-03-02T08:00:00.123456+01:00")
+    read = await client.get(f"/api/v1/stays/{created['id']}",
+                            headers=hospitals.a.auth(Role.clerk))
+    assert read.json() == created
+    assert len(created["movements"]) == (0 if planned else 1)
+
+
 async def test_admit_transfer_discharge_and_history(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
