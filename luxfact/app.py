@@ -109,9 +109,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield {"settings": settings, "db": db, "tenant_slugs": {}}
         finally:
-            await listener.stop()
-            await db.dispose()
-            rendering.shutdown()
+            try:
+                await listener.stop()
+            finally:
+                await db.dispose()
+                rendering.shutdown()
 
     handlers = {
         LuxfactError: _luxfact_error,

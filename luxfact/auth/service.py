@@ -49,6 +49,7 @@ async def authenticate_key(
     principal = recent_keys.get(tenant_id, key_hash)
     if principal is not None:
         return principal
+    generation = recent_keys.generation
     repo = AuthRepository(session, tenant_id)
     found = await repo.active_key_row(key_hash)
     if found is None:
@@ -58,7 +59,7 @@ async def authenticate_key(
     if found.last_used_at is None or found.last_used_at < stale_before:
         await repo.touch_key(found.id, now, stale_before)
     principal = Principal(tenant_id, "key", found.id, Role(found.role), found.name)
-    recent_keys.put(tenant_id, key_hash, principal)
+    recent_keys.put(tenant_id, key_hash, principal, generation)
     return principal
 
 

@@ -28,7 +28,7 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 def tenant_literal(value: str) -> str:
     """A tenant id that may be written into SQL as a literal: a UUID, or empty for none."""
-    if value and not _UUID.match(value):
+    if value and not _UUID.fullmatch(value):
         raise ValueError("tenant id is not a UUID")
     return value
 
@@ -82,13 +82,23 @@ class TenantConnection(asyncpg.Connection):
     async def execute(self, query: str, *args: Any,
                       timeout: float | None = None) -> str:  # noqa: ASYNC109
         tenant = self._tenant_for_begin
-        if tenant is not None and not args and query.startswith("BEGIN"):
-            self._tenant_for_begin = None
-            query = f"{query.rstrip(';')}; SELECT set_config('app.tenant_id', '{tenant}', true)"
-        return await super().execute(query, *args, timeout=timeout)
+        if tenant is None or args or not query.startswith("BEGIN"):
+            return await super().execute(query, *args, timeout=timeout)
+        self._tenant_for_begin = None
+        query = f"{query.rstrip(';')}; SELECT set_config('app.tenant_id', '{tenant}', true)"
+        try:
+            return await super().execute(query, timeout=timeout)
+        except BaseException:
+            # Failed or timed out, the server may still have begun this tenant's transaction,
+            # and asyncpg would nest the next one in it as a savepoint (which would not send
+            # its tenant): the connection goes (`_unusable` refuses it at checkout).
+            self.terminate()
+            raise
 
 
-# The tenant last set in the session's current transaction (a savepoint keeps it).
+# The tenant set by the session's current transaction, when the server is sure to have it:
+# set by the outermost transaction; unknown (_NONE) once a savepoint set another, since
+# rolling that savepoint back restores the outer value and releasing it keeps its own.
 _TENANT_SET = "tenant_set"
 _NONE = object()
 
@@ -99,9 +109,12 @@ def _set_tenant(session: Session, transaction: Any, connection: Connection) -> N
         return
     mode = session.info.get("tenant_setting_mode", "set_config")
     tenant_id = context.current_tenant_id()
-    if transaction.nested and session.info.get(_TENANT_SET, _NONE) == tenant_id:
-        return  # a savepoint in a transaction whose tenant is set already: nothing to undo
-    session.info[_TENANT_SET] = tenant_id
+    if transaction.nested:
+        if session.info.get(_TENANT_SET, _NONE) == tenant_id:
+            return  # a savepoint in a transaction whose tenant is set already
+        session.info[_TENANT_SET] = _NONE
+    else:
+        session.info[_TENANT_SET] = tenant_id
     adapted = connection.connection.dbapi_connection
     driver = getattr(adapted, "driver_connection", None)
     if (mode == "set_config" and isinstance(driver, TenantConnection)
@@ -111,6 +124,15 @@ def _set_tenant(session: Session, transaction: Any, connection: Connection) -> N
         return
     for sql, params in tenant_setting_sql(tenant_id, mode):
         connection.execute(_statement(sql), params)
+
+
+def _unusable(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """At checkout: a connection closed or still inside a transaction is replaced by the pool
+    (a transaction whose BEGIN failed may have begun on the server nonetheless)."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if isinstance(driver, TenantConnection) and (
+            driver.is_closed() or driver.is_in_transaction() or driver._top_xact is not None):
+        raise sa_exc.DisconnectionError("connection left inside a transaction")
 
 
 def _forget_tenant(dbapi_connection: Any, _record: Any) -> None:
@@ -195,6 +217,7 @@ def make_engine(url: str, *, pool_size: int = 10, statement_cache_size: int = 10
     )
     event.listen(engine.sync_engine, "handle_error", _unavailable_as_operational)
     event.listen(engine.sync_engine, "checkin", _forget_tenant)
+    event.listen(engine.sync_engine, "checkout", _unusable)
     return engine
 
 

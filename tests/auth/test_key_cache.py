@@ -7,16 +7,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import and_, update
 
 from luxfact.auth.credentials import hash_api_key
-from luxfact.auth.key_cache import KEY_CACHE_SECONDS, NOTIFY, RecentKeys
+from luxfact.auth.key_cache import KEY_CACHE_SECONDS, NOTIFY, ChangeListener, RecentKeys
 from luxfact.auth.repository import K
 from luxfact.auth.roles import Role
 from luxfact.auth.service import recent_keys
-from luxfact.db.engine import Database
+from luxfact.db.engine import Database, asyncpg_dsn
+from luxfact.settings import Settings
 from tests.conftest import Hospitals
 
 
@@ -40,7 +42,7 @@ def test_a_key_is_kept_for_its_seconds_then_looked_up_again() -> None:
     clock = Clock()
     keys: RecentKeys[Key] = RecentKeys(seconds=5, clock=clock)
     key = Key(uuid.uuid4())
-    keys.put(TENANT, "h1", key)
+    keys.put(TENANT, "h1", key, keys.generation)
     clock.now += 4.9
     assert keys.get(TENANT, "h1") is key
     assert keys.get(OTHER, "h1") is None  # another hospital's key of the same hash
@@ -51,10 +53,56 @@ def test_a_key_is_kept_for_its_seconds_then_looked_up_again() -> None:
 def test_the_oldest_key_goes_when_full() -> None:
     keys: RecentKeys[Key] = RecentKeys(size=2, clock=Clock())
     first, second, third = Key(uuid.uuid4()), Key(uuid.uuid4()), Key(uuid.uuid4())
-    keys.put(TENANT, "h1", first)
-    keys.put(TENANT, "h2", second)
-    keys.put(TENANT, "h3", third)
+    keys.put(TENANT, "h1", first, 0)
+    keys.put(TENANT, "h2", second, 0)
+    keys.put(TENANT, "h3", third, 0)
     assert [keys.get(TENANT, h) for h in ("h1", "h2", "h3")] == [None, second, third]
+
+
+def test_a_look_up_begun_before_a_clear_puts_nothing_back() -> None:
+    """A request reads the key valid, the revocation commits and is heard (a clear), then
+    the request would remember the key: it must not, or the revoked key would live on."""
+    keys: RecentKeys[Key] = RecentKeys(clock=Clock())
+    generation = keys.generation  # the look-up begins
+    keys.clear()  # the revocation is heard meanwhile
+    keys.put(TENANT, "h1", Key(uuid.uuid4()), generation)
+    assert keys.get(TENANT, "h1") is None
+    keys.put(TENANT, "h1", key := Key(uuid.uuid4()), keys.generation)
+    assert keys.get(TENANT, "h1") is key
+
+
+@pytest.mark.postgres
+async def test_the_listener_hears_and_comes_back_after_losing_its_connection(
+        settings: Settings) -> None:
+    keys: RecentKeys[Key] = RecentKeys(clock=Clock())
+    listener = ChangeListener(keys)
+    listener.RETRY_SECONDS = 0.1
+    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+
+    async def heard() -> bool:
+        keys.put(TENANT, "h1", Key(uuid.uuid4()), keys.generation)
+        await admin.execute(str(NOTIFY))
+        for _ in range(100):
+            if keys.get(TENANT, "h1") is None:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    try:
+        await listener.start(asyncpg_dsn(settings.database_url))
+        assert listener.connection is not None
+        assert await heard()
+        pid = listener.connection.get_server_pid()
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(100):  # lost, then connected again
+            if listener.connection is not None and listener.connection.get_server_pid() != pid:
+                break
+            await asyncio.sleep(0.05)
+        assert listener.connection is not None and listener.connection.get_server_pid() != pid
+        assert await heard()
+    finally:
+        await listener.stop()
+        await admin.close()
 
 
 @pytest.fixture

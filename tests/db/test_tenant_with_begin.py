@@ -3,6 +3,7 @@ outlives its transaction on a pooled connection."""
 
 import uuid
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -91,6 +92,61 @@ async def test_a_savepoint_keeps_the_tenant_without_setting_it_again(
         # SAVEPOINT, the statement, RELEASE: no set_config among them.
         assert len(writes) == 3, writes
         assert not any(b"set_config" in w for w in writes)
+    finally:
+        await db.dispose()
+
+
+async def test_after_a_savepoint_of_another_tenant_rolled_back(settings: Settings,
+                                                               hospitals: Hospitals) -> None:
+    """Rolling back a savepoint restores the outer tenant on the server: a later savepoint
+    of the other tenant must set it again, and one of the outer tenant must see its own."""
+    db = Database(settings.effective_app_database_url, pool_size=1)
+    try:
+        with tenant_scope(hospitals.a.id):
+            async with db.transaction() as session:
+                await session.execute(KEYS)
+                with tenant_scope(hospitals.b.id):
+                    nested = await session.begin_nested()
+                    await session.execute(KEYS)
+                    await nested.rollback()
+                    async with session.begin_nested():
+                        again = {row[0] for row in await session.execute(KEYS)}
+                async with session.begin_nested():
+                    own = {row[0] for row in await session.execute(KEYS)}
+        assert again == {hospitals.b.id}
+        assert own == {hospitals.a.id}
+    finally:
+        await db.dispose()
+
+
+async def test_a_connection_left_in_a_transaction_is_replaced(settings: Settings,
+                                                              hospitals: Hospitals) -> None:
+    """A BEGIN carrying a tenant that fails closes its connection; a pooled connection found
+    inside a transaction at checkout is replaced. Either way the next transaction begins
+    afresh with its own tenant, never as a savepoint inside another hospital's."""
+    db = Database(settings.effective_app_database_url, pool_size=1)
+    try:
+        with tenant_scope(hospitals.a.id):
+            async with db.transaction() as session:
+                await session.execute(KEYS)
+                driver = await driver_of(session)
+        driver.send_tenant_with_begin(str(hospitals.a.id))
+        with pytest.raises(asyncpg.PostgresError):
+            await driver.execute("BEGIN ISOLATION LEVEL NONSENSE")
+        assert driver.is_closed()
+        with tenant_scope(hospitals.b.id):
+            async with db.transaction() as session:
+                seen = {row[0] for row in await session.execute(KEYS)}
+                second = await driver_of(session)
+        assert seen == {hospitals.b.id} and second is not driver
+
+        await second.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{hospitals.a.id}', "
+                             "true)")  # as if a BEGIN had timed out after reaching the server
+        with tenant_scope(hospitals.b.id):
+            async with db.transaction() as session:
+                seen = {row[0] for row in await session.execute(KEYS)}
+                third = await driver_of(session)
+        assert seen == {hospitals.b.id} and third is not second
     finally:
         await db.dispose()
 
