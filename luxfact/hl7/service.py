@@ -493,7 +493,7 @@ async def _admit(run: Apply) -> None:
         "psychiatric": visit.psychiatric}, visit)
     values.setdefault("room_class", "second")
     stay = await stays.create_stay(run.session, run.tenant_id,
-                                   validate(StayIn, values, STAY_FIELDS))
+                                   validate(StayIn, values, STAY_FIELDS), patient)
     run.touched.stay(stay.id)
 
 

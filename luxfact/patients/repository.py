@@ -27,8 +27,6 @@ COVERAGES = (fresh(Coverage).where(C.c.tenant_id == bindparam("tenant_id"),
              .order_by(C.c.valid_from, C.c.id))
 GET_PATIENT = fresh(Patient).where(P.c.tenant_id == bindparam("tenant_id"),
                                    P.c.id == bindparam("patient_id"))
-# Prebuilt: values go as parameters, so the compiled statement is reused.
-INSERT_COVERAGE = insert(C)
 # Patients sharing one birth date in one hospital: a few dozen; this bounds the worst case.
 NARROW_MAX = 2000
 
@@ -240,8 +238,9 @@ class PatientRepository:
                                                          C.c.id.in_(coverage_ids)))
         return {row.id: row for row in rows.all()}
 
-    async def add_coverage(self, values: dict[str, Any]) -> None:
-        await self.session.execute(INSERT_COVERAGE, {"tenant_id": self.tenant_id, **values})
+    async def add_coverage(self, values: dict[str, Any], event: dict[str, Any]) -> None:
+        """The coverage and its audit event (`event_values`), in one round trip."""
+        await insert_recorded(self.session, C, {"tenant_id": self.tenant_id, **values}, event)
 
     async def move_coverages(self, source: uuid.UUID, target: uuid.UUID) -> None:
         await self.session.execute(update(C).where(C.c.tenant_id == self.tenant_id,

@@ -136,9 +136,8 @@ async def add_coverage(session: AsyncSession, tenant_id: uuid.UUID, patient: Pat
                     errors=[{"field": "valid_from", "reason": "overlaps another coverage"}])
     values = data.model_dump()
     values.update(id=uuid.uuid4(), patient_id=patient.id, created_at=utcnow())
-    await repo.add_coverage(values)
-    await record(session, "coverage.create", "patient", patient.id, {"kind": data.kind},
-                 tenant_id=tenant_id)
+    await repo.add_coverage(values, event_values("coverage.create", "patient", patient.id,
+                                                 {"kind": data.kind}, tenant_id=tenant_id))
     return Coverage(tenant_id=tenant_id, **values)
 
 

@@ -37,14 +37,19 @@ async def patient_of_tenant(session: AsyncSession, tenant_id: uuid.UUID,
     return patient
 
 
-async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn) -> Stay:
-    return (await admit(session, tenant_id, data))[0]
+async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
+                      patient: Patient | None = None) -> Stay:
+    return (await admit(session, tenant_id, data, patient))[0]
 
 
-async def admit(session: AsyncSession, tenant_id: uuid.UUID,
-                data: StayIn) -> tuple[Stay, list[Movement]]:
-    """A new stay (admitted, or planned), with its movements: the admission, or none."""
-    patient = await patient_of_tenant(session, tenant_id, data.patient_id)
+async def admit(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
+                patient: Patient | None = None) -> tuple[Stay, list[Movement]]:
+    """A new stay (admitted, or planned), with its movements: the admission, or none.
+
+    `patient`: the stay's patient as the caller read it in this transaction (an HL7
+    admission registers or finds it just before), spared a second read."""
+    if patient is None or patient.id != data.patient_id or patient.merged_into:
+        patient = await patient_of_tenant(session, tenant_id, data.patient_id)
     day = local_day(data.admitted_at)
     if day < patient.birth_date:
         raise ValidationFailed(errors=[{"field": "admitted_at", "reason": "before the patient's "
