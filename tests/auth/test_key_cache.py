@@ -19,7 +19,7 @@ from luxfact.auth.roles import Role
 from luxfact.auth.service import recent_keys
 from luxfact.db.engine import Database, asyncpg_dsn
 from luxfact.settings import Settings
-from tests.conftest import Hospitals
+from tests.conftest import Hospital, Hospitals
 
 
 @dataclass(frozen=True)
@@ -114,21 +114,31 @@ def clock() -> Iterator[Clock]:
     recent_keys.clock = real
 
 
+async def _used_then_revoked_in_database(client: httpx.AsyncClient, hospital: Hospital,
+                                         owner_db: Database, *, announce: bool
+                                         ) -> dict[str, str]:
+    """A new key, used once (so remembered valid), then revoked by another process: in the
+    database, announced on the channel or not. Its request headers."""
+    created = (await client.post("/api/v1/api-keys", json={"name": "his", "role": "clerk"},
+                                 headers=hospital.auth(Role.admin))).json()
+    his = {"Authorization": f"Bearer {created['key']}"}
+    assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
+    async with owner_db.engine.begin() as conn:
+        await conn.execute(update(K).where(and_(
+            K.c.tenant_id == hospital.id, K.c.key_hash == hash_api_key(created["key"]))
+        ).values(revoked_at=datetime.now(UTC)))
+        if announce:
+            await conn.execute(NOTIFY)
+    return his
+
+
 async def test_a_key_revoked_elsewhere_stops_within_the_window(
         client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database,
         clock: Clock) -> None:
     """Revoked where no notification is sent (here: in the database itself; on SQLite, by
     another process): still accepted while this worker remembers it valid, refused once the
     window has passed. The delay that docs/security.md states."""
-    a = hospitals.a
-    created = (await client.post("/api/v1/api-keys", json={"name": "his", "role": "clerk"},
-                                 headers=a.auth(Role.admin))).json()
-    his = {"Authorization": f"Bearer {created['key']}"}
-    assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
-    async with owner_db.engine.begin() as conn:
-        await conn.execute(update(K).where(and_(
-            K.c.tenant_id == a.id, K.c.key_hash == hash_api_key(created["key"]))
-        ).values(revoked_at=datetime.now(UTC)))
+    his = await _used_then_revoked_in_database(client, hospitals.a, owner_db, announce=False)
     clock.now += KEY_CACHE_SECONDS - 0.5
     assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
     clock.now += 0.5
@@ -142,16 +152,7 @@ async def test_a_change_announced_elsewhere_is_heard_at_once(
     """Another worker or process revokes a key and announces it (what `revoke_api_key` and a
     hospital's erasure do): this worker forgets its keys when the notification arrives,
     long before its window ends (the clock stands still here)."""
-    a = hospitals.a
-    created = (await client.post("/api/v1/api-keys", json={"name": "his", "role": "clerk"},
-                                 headers=a.auth(Role.admin))).json()
-    his = {"Authorization": f"Bearer {created['key']}"}
-    assert (await client.get("/api/v1/patients", headers=his)).status_code == 200
-    async with owner_db.engine.begin() as conn:
-        await conn.execute(update(K).where(and_(
-            K.c.tenant_id == a.id, K.c.key_hash == hash_api_key(created["key"]))
-        ).values(revoked_at=datetime.now(UTC)))
-        await conn.execute(NOTIFY)
+    his = await _used_then_revoked_in_database(client, hospitals.a, owner_db, announce=True)
     deadline = time.monotonic() + 5
     while (status := (await client.get("/api/v1/patients", headers=his)).status_code) == 200:
         assert time.monotonic() < deadline, "the notification was not heard"
