@@ -50,13 +50,19 @@ async def insert_recorded(session: AsyncSession, table: Table, values: dict[str,
     API's hot path: docs/performance.md). Both or neither, as two statements would be in
     their transaction; SQLite, in-process, runs the two."""
     if session.get_bind().dialect.name != "postgresql":
-        await session.execute(insert(table), values)
+        await session.execute(_insert(table), values)
         await session.execute(INSERT, event)
         return
     statement = _insert_with_event(table, tuple(values))
     params = {f"r_{name}": value for name, value in values.items()}
     params.update({f"e_{name}": value for name, value in event.items()})
     await session.execute(statement, params)
+
+
+@lru_cache(maxsize=64)
+def _insert(table: Table) -> Insert:
+    """One prebuilt insert per table, values as parameters: its compiled form is reused."""
+    return insert(table)
 
 
 @lru_cache(maxsize=64)

@@ -38,6 +38,11 @@ class Principal:
 recent_keys: RecentKeys[Principal] = RecentKeys()
 
 
+async def announce_key_change(session: AsyncSession) -> None:
+    """This transaction revokes or deletes keys: no worker may go on accepting them."""
+    await announce_change(session, recent_keys)
+
+
 async def authenticate_key(
     session: AsyncSession, tenant_id: uuid.UUID, key: str
 ) -> Principal | None:
@@ -110,6 +115,6 @@ async def revoke_api_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uu
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
         session.add(api_key)
-        await announce_change(session, recent_keys)
+        await announce_key_change(session)
         await record(session, "apikey.revoke", "api_key", api_key.id, {}, tenant_id=tenant_id)
     return api_key

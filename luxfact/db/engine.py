@@ -65,8 +65,8 @@ class TenantSession(Session):
 class TenantConnection(asyncpg.Connection):
     """An asyncpg connection that can send the transaction's tenant with its BEGIN.
 
-    The tenant is set in every transaction, and on its own it costs a round trip (a quarter
-    of an act's seven, and on this machine a write to the database's socket alone takes
+    The tenant is set in every transaction, and on its own it cost a round trip (one of the
+    seven of recording an act; on this machine a write to the database's socket alone takes
     about 0.15 ms of the worker's time: docs/performance.md). SQLAlchemy's asyncpg adapter
     begins a transaction lazily, with a bare `BEGIN` sent before the transaction's first
     statement; when the session's hook has left a tenant here, that `BEGIN` goes as

@@ -25,8 +25,7 @@ from sqlalchemy import ColumnElement, Table, and_, delete, false, func, or_, sel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
-from luxfact.auth.key_cache import announce_change
-from luxfact.auth.service import recent_keys
+from luxfact.auth.service import announce_key_change
 from luxfact.db.models import metadata, tenant_owned_tables
 from luxfact.kit.errors import Conflict
 from luxfact.kit.time import LUXEMBOURG
@@ -376,7 +375,7 @@ async def erase_tenant(session: AsyncSession, tenant_id: uuid.UUID, slug: str,
     for name in TENANT_TABLES:
         counts[name] = await _delete(session, T[name], tenant_id, [T[name].c.tenant_id ==
                                                                    tenant_id])
-    await announce_change(session, recent_keys)  # its keys went: no worker may accept them
+    await announce_key_change(session)  # its keys went: no worker may accept them
     await record(session, "tenant.erased", "tenant", tenant_id,
                  {"counts": {name: n for name, n in sorted(counts.items()) if n}},
                  tenant_id=tenant_id)
