@@ -11,6 +11,8 @@ each, the real cote schedule) and 30,000 stays sharing the acts (1,000,000 by de
   long as its catalogue version;
 - ceiling: for each of the same acts, a dict look-up, a bisect on validity, one Decimal
   multiply and a quantize, nothing else: what no engine written in Python can beat;
+- for reference, the steady state again with every priced line read (`lines` holds the
+  priced parts; a `PricedLine` is made when read);
 - for reference, the catalogue's own look-ups per act (`act`, `key_letter_value`,
   `unit_price`): a unit price, no shares, no line.
 
@@ -187,6 +189,17 @@ def run_engine(snapshot: TariffSnapshot, stays: list[Stay]) -> tuple[float, Deci
     return time.perf_counter() - started, total
 
 
+def run_reading(snapshot: TariffSnapshot, stays: list[Stay]) -> float:
+    """The engine's steady state again, then every priced line read (made, its gross and
+    reasons read): what a consumer of all the lines pays on top of the pricing."""
+    started = time.perf_counter()
+    for stay, patient, acts in stays:
+        until = stay.discharged or stay.admitted
+        for line in price_stay(snapshot, stay, patient, acts, until).lines:
+            line.gross, line.reasons  # noqa: B018  # reading is what is measured
+    return time.perf_counter() - started
+
+
 def run_catalogue(snapshot: TariffSnapshot, stays: list[Stay]) -> float:
     started = time.perf_counter()
     for _stay, _patient, acts in stays:
@@ -234,6 +247,7 @@ def main() -> None:
     print(f"{acts:,} acts, {len(stays):,} stays, {len(snapshot.acts):,} codes × 3 versions")
 
     cold_seconds = warm_seconds = ceiling_seconds = catalogue_seconds = float("inf")
+    reading_seconds = float("inf")
     table = ceiling_table(snapshot)
     for _ in range(args.repeat):
         # A fresh snapshot for the engine: its index is built inside the timed run.
@@ -245,6 +259,7 @@ def main() -> None:
         assert warm_total == engine_total, "pricing twice must give the same amounts"
         ceiling_seconds = min(ceiling_seconds, run_ceiling(table, stays)[0])
         catalogue_seconds = min(catalogue_seconds, run_catalogue(snapshot, stays))
+        reading_seconds = min(reading_seconds, run_reading(fresh, stays))
 
     def rate(seconds: float) -> float:
         return acts / seconds
@@ -255,6 +270,8 @@ def main() -> None:
     print(f"engine, steady state : {rate(warm_seconds):11,.0f} acts/s  ({warm_seconds:.2f} s)")
     print(f"ceiling              : {rate(ceiling_seconds):11,.0f} acts/s  "
           f"({ceiling_seconds:.2f} s)")
+    print(f"engine + every line  : {rate(reading_seconds):11,.0f} acts/s  "
+          f"({reading_seconds:.2f} s, reference: each line made and read)")
     print(f"catalogue look-ups   : {rate(catalogue_seconds):11,.0f} acts/s  "
           f"({catalogue_seconds:.2f} s, reference)")
     print(f"ratio engine/ceiling : {ceiling_seconds / cold_seconds:.2f} new "

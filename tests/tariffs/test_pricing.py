@@ -949,3 +949,133 @@ def test_validity_boundaries_in_pricing(length: int, gap: int) -> None:
     assume(gap > 0)
     with pytest.raises(CodeNotValidOnDate):
         price("C1", stay, snapshot=snapshot, when=first.valid_to + timedelta(1))
+
+
+# Parameters that change during the years the stays below cover, so that participation
+# meets a new daily amount, exemption age and cap in the middle of a stay.
+CHANGING = {
+    **parameters(),
+    "daily_participation_inpatient": [
+        Parameter(START, day("2024-06-30"), "daily_participation_inpatient", D("19.92")),
+        Parameter(day("2024-07-01"), None, "daily_participation_inpatient", D("21.10"))],
+    "exemption_age": [Parameter(START, day("2023-12-31"), "exemption_age", D("18")),
+                      Parameter(day("2024-01-01"), None, "exemption_age", D("16"))],
+    "annual_day_cap": [Parameter(START, day("2024-03-31"), "annual_day_cap", D("30")),
+                       Parameter(day("2024-04-01"), None, "annual_day_cap", D("25"))],
+}
+CHANGING_SNAPSHOT = make_snapshot(parameters=CHANGING)
+
+
+def value_on(name: str, when: date) -> Decimal:
+    return next(row.value for row in CHANGING[name] if row.covers(when))
+
+
+def participation_day_by_day(stay: StayInfo, patient: PatientInfo,
+                             last: date) -> dict[date, tuple[Decimal, tuple[str, ...]]]:
+    """The rules of DOMAIN.md applied one day at a time: (daily amount, why not charged)."""
+    charged = dict(stay.prior_participation_days)
+    days = {}
+    when = stay.admitted
+    while when <= last:
+        if stay.kind == "day_hospital" and stay.psychiatric:
+            days[when] = (D("0.00"), ("psychiatric_day_hospital",))
+            when += timedelta(1)
+            continue
+        amount = value_on(f"daily_participation_{stay.kind}", when)
+        exemption_age = value_on("exemption_age", when)
+        reasons: tuple[str, ...] = ()
+        if age_on(patient.birth_date, when) < exemption_age:
+            reasons += (f"exempt_under_{exemption_age}",)
+        if stay.childbirth and (when - stay.admitted).days < 12:
+            reasons += ("childbirth_first_12_days",)
+        if any(start <= when <= end for start, end in stay.social_tiers_payant):
+            reasons += ("social_tiers_payant",)
+        if not reasons:
+            if charged.get(when.year, 0) >= value_on("annual_day_cap", when):
+                reasons = ("annual_cap_reached",)
+            else:
+                charged[when.year] = charged.get(when.year, 0) + 1
+        days[when] = (amount, reasons)
+        when += timedelta(1)
+    return days
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dates(day("2023-10-01"), day("2024-12-20")), st.integers(0, 120),
+       st.sampled_from(["inpatient", "day_hospital"]), st.booleans(), st.booleans(),
+       st.integers(0, 40), st.integers(-2, 2), st.dates(day("2004-01-01"), day("2012-12-31")),
+       st.sampled_from([None, (-5, 10), (3, 200)]))
+def test_participation_is_counted_as_day_by_day(
+        admitted: date, length: int, kind: str, childbirth: bool, psychiatric: bool,
+        prior: int, birthday_shift: int, born: date,
+        tiers: tuple[int, int] | None) -> None:
+    """The engine counts stretches of days at once: it must agree with counting each day,
+    across new years, parameter changes, birthdays (29 February too), childbirth days,
+    attestations and the annual cap."""
+    if birthday_shift == 2:
+        born = day("2008-02-29")
+    discharged = admitted + timedelta(length)
+    attested = () if tiers is None else (
+        (admitted + timedelta(tiers[0]), admitted + timedelta(tiers[1])),)
+    stay = StayInfo(kind, admitted, discharged, childbirth=childbirth, psychiatric=psychiatric,
+                    social_tiers_payant=attested,
+                    prior_participation_days={admitted.year: prior})
+    patient = PatientInfo(born + timedelta(birthday_shift))
+    priced = price_stay(CHANGING_SNAPSHOT, stay, patient, [])
+    engine: dict[date, tuple[Decimal, tuple[str, ...]]] = {}
+    for line in priced.participation:
+        when = line.first_day
+        while when <= line.last_day:
+            engine[when] = (line.daily_amount, ())
+            when += timedelta(1)
+        for period in line.exempt_periods:
+            when = period.first_day
+            while when <= period.last_day:
+                engine[when] = (line.daily_amount, period.reasons)
+                when += timedelta(1)
+        assert line.amount == line.daily_amount * line.days
+    last = max(discharged - timedelta(1), admitted)
+    expected = participation_day_by_day(stay, patient, last)
+    assert {d: reasons for d, (_amount, reasons) in engine.items()} == {
+        d: reasons for d, (_amount, reasons) in expected.items()}
+    charged = [amount for amount, reasons in expected.values() if not reasons]
+    assert sum(line.amount for line in priced.participation) == sum(charged, D(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(stays())
+def test_only_the_dearest_technical_act_of_a_day_and_performer_is_paid_in_full(
+        case: tuple[StayInfo, PatientInfo, list[ActInput]]) -> None:
+    """The engine reduces secondary acts in one pass over the day; the rule, spelt out: in
+    each group (same day, same performer, technical acts) all but the dearest unit price
+    (the first line_id among equals) are paid at 50 %."""
+    stay, patient, acts = case
+    lines = price_stay(SNAPSHOT, stay, patient, acts).lines
+    groups: dict[tuple[date, str], list[PricedLine]] = {}
+    for line in lines:
+        if line.nomenclature == "TECH" and line.act.performer is not None:
+            groups.setdefault((line.day, line.act.performer), []).append(line)
+    full = {min(group, key=lambda line: (-line.unit_price, line.line_id)).line_id
+            for group in groups.values()}
+    for line in lines:
+        grouped = line.nomenclature == "TECH" and line.act.performer is not None
+        assert line.percent == (50 if grouped and line.line_id not in full else 100), (
+            line.line_id)
+
+
+def test_priced_lines_read_like_a_tuple() -> None:
+    acts = [act("C1", line_id="L2"), act("N101", line_id="L1"),
+            act("C2", TODAY + timedelta(1), line_id="L0")]
+    lines = price_stay(SNAPSHOT, StayInfo("outpatient", TODAY, TODAY + timedelta(1)), ADULT,
+                       acts).lines
+    as_tuple = tuple(lines)
+    assert [line.line_id for line in as_tuple] == ["L1", "L2", "L0"]  # day, then line_id
+    assert len(lines) == 3
+    assert lines[0] == as_tuple[0] and lines[-1].code == "C2"
+    assert lines[1:] == as_tuple[1:]
+    assert lines == as_tuple and lines == list(as_tuple)
+    assert lines != as_tuple[:2]
+    with pytest.raises(IndexError):
+        lines[3]
+    with pytest.raises(TypeError):
+        hash(lines)
