@@ -355,9 +355,32 @@ def price_stay(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
     ordered.sort(key=_DAY)
     _require_unique_ids(ordered)
 
-    # The hot loop of the engine, written out flat: per act, a dictionary look-up finds its
-    # period, and most acts (one unit, no modifier, not in first class) find their amounts
-    # already computed for the period and the day's terms.
+    try:
+        tariffs, amounts = _price_acts(index, stay, patient, ordered)
+    except CatalogueError:
+        # The fast pass stops at the first error it meets. The rules say which error comes
+        # first (every act's tariff, then each act in line order at its final percentage),
+        # and a secondary act may be priceable only once reduced: go again the plain way,
+        # which raises that error, or prices what the fast pass could not.
+        tariffs, amounts = _price_acts_plainly(index, stay, patient, ordered)
+
+    insurer = _euros(sum(map(_INSURER_CENTS, amounts)))
+    patient_share = _euros(sum(map(_PATIENT_CENTS, amounts)))
+    participation = _participation(index, stay, patient, until)
+    for item in participation:
+        patient_share += item.amount
+    return StayPricing(PricedLines(ordered, tariffs, amounts), participation,
+                       insurer + patient_share, insurer, patient_share)
+
+
+def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
+                ordered: list[ActInput]) -> tuple[list[AppliedTariff], list[Amounts]]:
+    """The tariff and amounts of every act, in order: the hot loop of the engine.
+
+    Written out flat: per act, a dictionary look-up finds its period, and most acts (one
+    unit, no modifier, not in first class) find their amounts already computed for the
+    period and the day's terms.
+    """
     tariffs: list[AppliedTariff] = []
     amounts: list[Amounts] = []
     today, codes, terms_today, dearest = None, {}, {}, {}
@@ -373,13 +396,7 @@ def price_stay(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
         if terms is None:
             terms = terms_today[tariff.category] = _terms(index, stay, patient, day,
                                                           tariff.category)
-        if act.quantity == 1 and not act.modifiers and not act.first_class:
-            found = period.amounts.get(terms.number)
-            if found is None:
-                found = period.remember(terms.number, _amounts(tariff.unit_price, 1, HUNDRED,
-                                                               (), None, terms))
-        else:
-            found = index.amounts(act, period, HUNDRED, terms)
+        percent = HUNDRED
         if period.secondary is not None and act.performer is not None:
             # Secondary acts: of the acts under one rule, on one day, by one performer, the
             # dearest is paid in full and the others at the rule's percentage (acts without
@@ -395,17 +412,50 @@ def price_stay(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
                                                   other_period.secondary.value, other_terms)
                 dearest[key] = (len(amounts), act, period, terms)
             else:
-                found = index.amounts(act, period, period.secondary.value, terms)
+                percent = period.secondary.value
+        if percent is HUNDRED and act.quantity == 1 and not act.modifiers and (
+                not act.first_class):
+            found = period.amounts.get(terms.number)
+            if found is None:
+                found = period.remember(terms.number, _amounts(tariff.unit_price, 1, HUNDRED,
+                                                               (), None, terms))
+        else:
+            found = index.amounts(act, period, percent, terms)
         tariffs.append(tariff)
         amounts.append(found)
+    return tariffs, amounts
 
-    insurer = _euros(sum(map(_INSURER_CENTS, amounts)))
-    patient_share = _euros(sum(map(_PATIENT_CENTS, amounts)))
-    participation = _participation(index, stay, patient, until)
-    for item in participation:
-        patient_share += item.amount
-    return StayPricing(PricedLines(ordered, tariffs, amounts), participation,
-                       insurer + patient_share, insurer, patient_share)
+
+def _price_acts_plainly(index: _Index, stay: StayInfo, patient: PatientInfo,
+                        ordered: list[ActInput]) -> tuple[list[AppliedTariff], list[Amounts]]:
+    """`_price_acts` step by step: every act's period first, then the secondary-act
+    percentages, then each act's amounts at its final percentage."""
+    periods = [index.period(act.code, act.day) for act in ordered]
+    percents = _secondary_percents(ordered, periods)
+    terms_of: dict[tuple[date, str], _Terms] = {}
+    amounts = []
+    for act, period in zip(ordered, periods, strict=True):
+        key = (act.day, period.tariff.category)
+        terms = terms_of.get(key)
+        if terms is None:
+            terms = terms_of[key] = _terms(index, stay, patient, *key)
+        amounts.append(index.amounts(act, period, percents.get(act.line_id, HUNDRED), terms))
+    return [period.tariff for period in periods], amounts
+
+
+def _secondary_percents(acts: list[ActInput], periods: list[_Period]) -> dict[str, Decimal]:
+    """line_id -> reduced percentage, for every act that is not the dearest of its group."""
+    groups: dict[tuple[int, date, str], list[tuple[ActInput, _Period]]] = {}
+    for act, period in zip(acts, periods, strict=True):
+        if period.secondary is not None and act.performer is not None:
+            key = (id(period.secondary), act.day, act.performer)
+            groups.setdefault(key, []).append((act, period))
+    percents: dict[str, Decimal] = {}
+    for members in groups.values():
+        members.sort(key=lambda member: (-member[1].tariff.unit_price, member[0].line_id))
+        for act, period in members[1:]:
+            percents[act.line_id] = period.secondary.value  # type: ignore[union-attr]
+    return percents
 
 
 _LINE_ID = attrgetter("line_id")
@@ -1062,8 +1112,8 @@ def _participation_runs(index: _Index, stay: StayInfo, patient: PatientInfo,
             room = min(days, max(0, math.ceil(cap - done)))
             charged[start.year] = done + room
             if room < days:
-                parts = [(start, start + timedelta(room - 1), ()),
-                         (start + timedelta(room), end, ("annual_cap_reached",))][room == 0:]
+                capped = (start + timedelta(room), end, ("annual_cap_reached",))
+                parts = [(start, start + timedelta(room - 1), ()), capped] if room else [capped]
         for part_start, part_end, why in parts:
             new_year = part_start.month == 1 and part_start.day == 1
             if new_year or amount != run[2] or why != run[3]:

@@ -1079,3 +1079,32 @@ def test_priced_lines_read_like_a_tuple() -> None:
         lines[3]
     with pytest.raises(TypeError):
         hash(lines)
+
+
+def test_an_act_priceable_only_once_reduced_is_priced_in_a_stay() -> None:
+    """At 100 % the modifier would take the line below zero; as a secondary act at 0 %
+    it costs nothing. The stay prices it: its full price is never the one that counts."""
+    snapshot = make_snapshot(
+        rules=[rule("secondary_percent", "@TECH", value=0)],
+        modifiers={**MODIFIERS, "BIG": [modifier("BIG", -150, ("@TECH",))]})
+    dearer = act("6G31", INPATIENT.admitted, "L1", performer="11111111")
+    reduced = act("1D21", INPATIENT.admitted, "L2", performer="11111111", modifiers=("BIG",))
+    with pytest.raises(RuleViolation, match="negative_amount"):
+        price_act(snapshot, INPATIENT, ADULT, reduced)
+    for order in ([dearer, reduced], [reduced, dearer]):
+        priced = price_stay(snapshot, INPATIENT, ADULT, order)
+        assert [(line.line_id, line.percent, str(line.gross)) for line in priced.lines] == [
+            ("L1", 100, "40.00"), ("L2", 0, "0.00")]
+        assert priced.gross == D("40.00") + sum(
+            (line.amount for line in priced.participation), D(0))
+
+
+@pytest.mark.parametrize("first", [
+    {"quantity": 0}, {"modifiers": ("XX",)}, {"modifiers": ("RED",)}])
+def test_a_tariff_error_of_any_act_comes_before_other_errors(first: dict[str, object]) -> None:
+    """Every act's tariff is looked up before anything else is checked: the unknown code of
+    a later act is the error, not what is wrong with an earlier act."""
+    acts = [act("C1", INPATIENT.admitted, "L1", **first),
+            act("ZZZ", INPATIENT.admitted, "L2")]
+    with pytest.raises(UnknownCode):
+        price_stay(SNAPSHOT, INPATIENT, ADULT, acts)
