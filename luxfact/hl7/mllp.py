@@ -254,10 +254,9 @@ class Listener:
         info.tenant_id, info.tenant_slug = tenant_id, slug
         info.actor = service.actor_for(header.sending_facility if header else "")
         try:
-            async with self.db.transaction() as session:
-                received = await service.receive(
-                    session, tenant_id, payload, channel="mllp", parsed=parsed,
-                    rejection=rejection, size=size)
+            received = await service.receive_alone(
+                self.db, tenant_id, payload, channel="mllp", parsed=parsed,
+                rejection=rejection, size=size)
         except DATABASE_UNAVAILABLE as exc:
             if storage_full(exc):  # SQLite's full disk is an OperationalError
                 log.error("database disk full")

@@ -18,7 +18,7 @@ from luxfact.patients.matricule import complete
 from luxfact.settings import Settings
 from tests.conftest import Hospital, Hospitals, make_hospital
 from tests.hl7 import messages as m
-from tests.hl7.helpers import code, messages, reason, segment, stay
+from tests.hl7.helpers import code, messages, patient, reason, segment, stay, stays_of
 from tests.live import free_port
 
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -98,10 +98,65 @@ async def test_messages_are_applied_and_acknowledged(
     assert len(acts) == 1
     logged = await messages(client, a)
     assert [x["channel"] for x in logged] == ["mllp", "mllp"]
+    # Logged with its outcome and what it touched, as the API's path logs it.
+    dft_log = next(x for x in logged if x["control_id"] == "M2")
+    assert (dft_log["status"], dft_log["ack_code"], dft_log["ack"]) == ("accepted", "AA", ack)
+    assert dft_log["stay_ids"] == [admitted["id"]] and dft_log["act_ids"] == [acts[0]["id"]]
     # The audit trail names the sender.
     events = (await client.get(f"/api/v1/audit-events?object_id={admitted['id']}",
                                headers=a.auth("admin"))).json()["items"]
     assert {e["actor"] for e in events} == {"hl7:NORDHIS"}
+
+
+async def test_refused_messages_over_mllp_leave_nothing_and_are_logged_once(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """The listener applies a message before logging it; a refusal undoes that attempt and
+    the message is logged refused, with the same ACK on every delivery."""
+    a, matricule = hospitals.a, m.new_matricule()
+    async with listening(app_db, a) as port:
+        conn = await Connection.open(port)
+        assert code(await conn.send(m.admit("R1", matricule, "V1"))) == "AA"
+        # Two charges, the second unknown: the first is not kept either.
+        bad = m.dft("R2", matricule, "V1", ("N101", "20260302100000"),
+                    ("NOPE99", "20260302110000"))
+        refusal = await conn.send(bad)
+        assert code(refusal) == "AE" and "NOPE99" in reason(refusal)
+        assert await conn.send(bad) == refusal  # the same ACK, logged once
+        # The same visit admitted again under a new control id: refused, no second patient.
+        again = await conn.send(m.admit("R3", matricule, "V1"))
+        assert code(again) == "AE" and "exists already" in reason(again)
+        await conn.close()
+    admitted = await stay(client, a, matricule, "V1")
+    assert (await client.get(f"/api/v1/stays/{admitted['id']}/acts",
+                             headers=a.auth("clerk"))).json()["items"] == []
+    errors = await messages(client, a, status="error")
+    assert sorted(x["control_id"] for x in errors) == ["R2", "R3"]
+    assert all(x["stay_ids"] == [] and x["act_ids"] == [] for x in errors)
+    assert next(x for x in errors if x["control_id"] == "R2")["ack"] == refusal
+
+
+async def test_concurrent_admissions_of_one_new_patient_over_mllp(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """Four visits of one new patient on four connections at once: on PostgreSQL all but
+    one first attempt collide on the patient's matricule, and are applied again."""
+    a, matricule = hospitals.a, m.new_matricule()
+
+    async def deliver(n: int, port: int) -> str:
+        conn = await Connection.open(port)
+        try:
+            return await conn.send(m.admit(f"NP-{n}", matricule, f"NP{n}"))
+        finally:
+            await conn.close()
+
+    async with listening(app_db, a) as port:
+        acks = await asyncio.gather(*(deliver(n, port) for n in range(4)))
+    assert [code(x) for x in acks] == ["AA"] * 4
+    found = await patient(client, a, matricule)
+    assert sorted(s["external_id"] for s in await stays_of(client, a, found["id"])) == [
+        "NP0", "NP1", "NP2", "NP3"]
+    assert len(await messages(client, a, status="accepted")) == 4
 
 
 async def test_many_connections_at_once(
@@ -234,8 +289,13 @@ async def test_ten_concurrent_deliveries_over_mllp_apply_once(
 
     async with listening(app_db, a) as port:
         acks = await asyncio.gather(*(deliver(port) for _ in range(10)))
-    assert len(set(acks)) == 1 and code(acks[0]) == "AA"
-    assert len(await messages(client, a)) == 1
+        assert len(set(acks)) == 1 and code(acks[0]) == "AA"
+        assert len(await messages(client, a)) == 1
+        # Ten concurrent deliveries of a refused message: one refusal, logged once.
+        raw = m.adt("A03", "RACE-2", matricule, "GHOST", "20260305110000")
+        refusals = await asyncio.gather(*(deliver(port) for _ in range(10)))
+    assert len(set(refusals)) == 1 and code(refusals[0]) == "AE"
+    assert len(await messages(client, a, status="error")) == 1
 
 
 async def _wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
