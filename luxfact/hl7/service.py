@@ -411,6 +411,7 @@ class Apply:
     event: Event
     touched: Touched
     created: bool = False  # the patient was registered by this message
+    locked: Stay | None = None  # the stay of the visit, as read with its row locked
 
     @property
     def patients(self) -> PatientRepository:
@@ -453,7 +454,10 @@ class Apply:
                 if identity.legacy_matricule:
                     values["legacy_matricule"] = identity.legacy_matricule
             patient_in = validate(PatientIn, values, PATIENT_FIELDS)
-            patient = await patients.create_patient(self.session, self.tenant_id, patient_in)
+            # Looked up by this matricule a moment ago (find_patient), and not found.
+            patient = await patients.create_patient(
+                self.session, self.tenant_id, patient_in,
+                matricule_free=bool(identity.matricule))
         elif update:
             patient = await self.update_patient(patient)
         self.touched.patient(patient.id)
@@ -487,7 +491,8 @@ class Apply:
                    and (data.valid_to is None or c.valid_from <= data.valid_to)
                    for c in existing):
                 continue  # covered already: a message repeats what the patient has
-            added = await patients.add_coverage(self.session, self.tenant_id, patient, data)
+            added = await patients.add_coverage(self.session, self.tenant_id, patient, data,
+                                                registered=existing if self.created else None)
             existing.append(added)
 
     # -- stays --
@@ -500,7 +505,8 @@ class Apply:
         return visit
 
     async def stay(self) -> Stay:
-        """The stay of the message's visit number, its patient checked against PID-3."""
+        """The stay of the message's visit number, its patient checked against PID-3; its
+        row locked until the message is applied (every event on a stay changes it)."""
         visit = self.visit()
         found = await HL7Repository(self.session, self.tenant_id).stay_by_visit(
             visit.visit_number)
@@ -510,6 +516,7 @@ class Apply:
         stay, matricule, legacy = found
         self.check_patient(stay, matricule, legacy)
         self.touched.stay(stay.id)
+        self.locked = stay
         return stay
 
     def check_patient(self, stay: Stay, matricule: str | None, legacy: str | None) -> None:
@@ -526,7 +533,8 @@ class Apply:
 
     async def move(self, stay: Stay, values: dict[str, Any]) -> Stay:
         data = validate(MovementIn, values, STAY_FIELDS)
-        moved, _ = await stays.add_movement(self.session, self.tenant_id, stay.id, data)
+        moved, _ = await stays.add_movement(self.session, self.tenant_id, stay.id, data,
+                                            locked=stay if stay is self.locked else None)
         return moved
 
     async def latest(self, stay: Stay, kind: str) -> uuid.UUID:
@@ -567,8 +575,10 @@ async def _admit(run: Apply) -> None:
         "external_id": visit.visit_number, "childbirth": visit.childbirth,
         "psychiatric": visit.psychiatric}, visit)
     values.setdefault("room_class", "second")
+    # The visit number was looked up above, in this transaction, and not found.
     stay = await stays.create_stay(run.session, run.tenant_id,
-                                   validate(StayIn, values, STAY_FIELDS), patient)
+                                   validate(StayIn, values, STAY_FIELDS), patient,
+                                   external_id_free=True)
     run.touched.stay(stay.id)
 
 

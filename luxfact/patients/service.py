@@ -19,9 +19,14 @@ from luxfact.patients.search import parse_query
 STATUTORY_KINDS = {"statutory", "other_fund", "foreign"}
 
 
-async def create_patient(session: AsyncSession, tenant_id: uuid.UUID, data: PatientIn) -> Patient:
+async def create_patient(session: AsyncSession, tenant_id: uuid.UUID, data: PatientIn, *,
+                         matricule_free: bool = False) -> Patient:
+    """`matricule_free`: the caller looked the matricule up in this transaction and found
+    no patient (an HL7 admission does, to find the patient); the unique constraint still
+    stands behind it."""
     repo = PatientRepository(session, tenant_id)
-    if data.matricule and (existing := await repo.by_matricule(data.matricule)):
+    if data.matricule and not matricule_free and (
+            existing := await repo.by_matricule(data.matricule)):
         raise Conflict("A patient with this matricule exists already.",
                        errors=[{"field": "matricule", "reason": "already registered"}],
                        existing_id=str(existing.id))
@@ -122,13 +127,19 @@ async def search_patients(session: AsyncSession, tenant_id: uuid.UUID, *, q: str
 
 
 async def add_coverage(session: AsyncSession, tenant_id: uuid.UUID, patient: Patient,
-                       data: CoverageIn) -> Coverage:
+                       data: CoverageIn, *, registered: list[Coverage] | None = None
+                       ) -> Coverage:
+    """`registered`: every coverage of a patient registered in this very transaction (which
+    no other transaction can see, so none can add one): checked against, instead of the
+    patient's row locked and its coverages read."""
     refuse_if_merged(patient)
     repo = PatientRepository(session, tenant_id)
-    # Serialise coverage changes of one patient: the overlap check below reads, then writes.
-    await repo.lock(patient.id)
+    if registered is None:
+        # Serialise coverage changes of one patient: the overlap check reads, then writes.
+        await repo.lock(patient.id)
     if data.kind in STATUTORY_KINDS:
-        for other in await repo.coverages(patient.id):
+        others = registered if registered is not None else await repo.coverages(patient.id)
+        for other in others:
             if other.kind in STATUTORY_KINDS and _overlap(other, data.valid_from, data.valid_to):
                 raise Conflict(
                     f"The patient is already covered by {other.payer} from {other.valid_from}"

@@ -38,16 +38,20 @@ async def patient_of_tenant(session: AsyncSession, tenant_id: uuid.UUID,
 
 
 async def create_stay(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
-                      patient: Patient | None = None) -> Stay:
-    return (await admit(session, tenant_id, data, patient))[0]
+                      patient: Patient | None = None, *, external_id_free: bool = False) -> Stay:
+    return (await admit(session, tenant_id, data, patient,
+                        external_id_free=external_id_free))[0]
 
 
 async def admit(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
-                patient: Patient | None = None) -> tuple[Stay, list[Movement]]:
+                patient: Patient | None = None, *, external_id_free: bool = False
+                ) -> tuple[Stay, list[Movement]]:
     """A new stay (admitted, or planned), with its movements: the admission, or none.
 
     `patient`: the stay's patient as the caller read it in this transaction (an HL7
-    admission registers or finds it just before), spared a second read."""
+    admission registers or finds it just before), spared a second read.
+    `external_id_free`: the caller looked the visit number up in this transaction and found
+    no stay (the unique constraint still stands behind it)."""
     if patient is None or patient.id != data.patient_id or patient.merged_into:
         patient = await patient_of_tenant(session, tenant_id, data.patient_id)
     day = local_day(data.admitted_at)
@@ -58,7 +62,7 @@ async def admit(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
         raise ValidationFailed(errors=[{"field": "admitted_at", "reason": "after the patient's "
                                         "death"}])
     repo = StayRepository(session, tenant_id)
-    if data.external_id and await repo.by_external_id(data.external_id):
+    if data.external_id and not external_id_free and await repo.by_external_id(data.external_id):
         raise Conflict(f"A stay with visit number {data.external_id} exists already.",
                        errors=[{"field": "external_id", "reason": "already used"}])
     now = utcnow()
@@ -106,9 +110,14 @@ async def get_stay(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UU
 
 
 async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
-                       data: MovementIn) -> tuple[Stay, Movement]:
+                       data: MovementIn, *, locked: Stay | None = None) -> tuple[Stay, Movement]:
+    """The movement recorded, and the stay as it now is (built here, not read back).
+
+    `locked`: the stay as the caller read it in this transaction with its row locked (an
+    HL7 message finds it by visit number so), spared a second read."""
     repo = StayRepository(session, tenant_id)
-    stay = await get_stay(session, tenant_id, stay_id, lock=True)
+    stay = locked if locked is not None and locked.id == stay_id else \
+        await get_stay(session, tenant_id, stay_id, lock=True)
     history = await repo.movements(stay_id)
     events = effective_events(history)
     last = events[-1] if events else None
@@ -149,10 +158,11 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         new = rules.replay(initial_for(stay), [*events, rules.Event(
             values["id"], data.type, data.at, data.unit, data.room, data.bed,
             data.room_class or "")])
-    await repo.update_stay(stay_id, {
+    changes = {
         "state": new.state, "admitted_at": new.admitted_at or stay.admitted_at,
         "discharged_at": new.discharged_at, "unit": new.unit, "room": new.room,
-        "bed": new.bed, "room_class": new.room_class, "updated_at": utcnow()})
+        "bed": new.bed, "room_class": new.room_class, "updated_at": utcnow()}
+    await repo.update_stay(stay_id, changes)
     await record(session, f"stay.{data.type}", "stay", stay_id, {"seq": seq},
                  tenant_id=tenant_id)
     if data.type in ("admit", "discharge"):
@@ -160,9 +170,9 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         await emit(session, tenant_id, f"stay.{what}", {
             "stay_id": str(stay_id), "patient_id": str(stay.patient_id), "kind": stay.kind,
             f"{what}_at": data.at.isoformat(), "unit": new.unit or stay.unit})
-    updated = await get_stay(session, tenant_id, stay_id)
-    movement = next(m for m in await repo.movements(stay_id) if m.id == values["id"])
-    return updated, movement
+    # What was written is what would be read back (times are UTC already): no round trip.
+    updated = Stay(**{**stay.model_dump(), **changes, "version": stay.version + 1})
+    return updated, Movement(tenant_id=tenant_id, cancelled_by=None, **values)
 
 
 async def _check_against_acts(repo: StayRepository, stay: Stay, event: rules.Event,
