@@ -726,10 +726,13 @@ async def _merge(run: Apply) -> None:
 async def _charges(run: Apply) -> None:
     """DFT^P03: each FT1 recorded as an act of the visit's stay, checked and priced."""
     stay = await run.stay()
+    locked = await act_service.lock_for_acts(run.session, run.tenant_id, stay.id) \
+        if len(run.event.charges) > 1 else None
     for charge in run.event.charges:
         data = validate(ActIn, charge.values, ACT_FIELDS, charge.occurrence)
         try:
-            act = await act_service.record_act(run.session, run.tenant_id, stay.id, data)
+            act = await act_service.record_act(run.session, run.tenant_id, stay.id, data,
+                                               locked=locked)
         except LuxfactError as exc:
             if charge.occurrence > 1 or len(run.event.charges) > 1:
                 exc.detail = f"FT1 #{charge.occurrence}: {exc.detail}"

@@ -88,7 +88,8 @@ class PatientRepository:
                  "family_folded": family, "given_folded": given}
                 for k in sorted(name_keys(family_name))]
         if keys:
-            await self.session.execute(insert(K), keys)
+            # One multi-row INSERT: an executemany would run one statement per key.
+            await self.session.execute(insert(K).values(keys))
 
     async def search(self, terms: SearchTerms, *, limit: int,
                      after: tuple[int, str, str, str] | None = None

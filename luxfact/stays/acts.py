@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import Row
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import event_values, record
@@ -134,11 +135,22 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
             "pricing": record_}
 
 
-async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
-                     data: ActIn) -> Act:
+async def lock_for_acts(session: AsyncSession, tenant_id: uuid.UUID,
+                        stay_id: uuid.UUID) -> list[Row]:
+    """The stay locked, with what pricing needs of its patient (one row per social
+    tiers-payant attestation): what `record_act` reads first."""
     rows = await StayRepository(session, tenant_id).lock_for_act(stay_id)
     if not rows:
         raise NotFound("No such stay.")
+    return rows
+
+
+async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
+                     data: ActIn, *, locked: list[Row] | None = None) -> Act:
+    """`locked`: what `lock_for_acts` returned in this transaction, when the caller records
+    several acts of the stay (an HL7 charge message): read and locked once for all."""
+    rows = locked if locked and locked[0].id == stay_id else \
+        await lock_for_acts(session, tenant_id, stay_id)
     # The row reads like a Stay (same column names): no ORM object on the hot path.
     stay = rows[0]
     facts: Facts = (stay.birth_date, stay.death_date,
