@@ -12,6 +12,7 @@ none (no MSH at all), the standard ones and v2.5.
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from luxfact.hl7.parse import ERROR_TEXTS, Header, Location
 
@@ -33,23 +34,18 @@ class Outcome:
 
 def escape(text: str, header: Header) -> str:
     """Text made safe for a field: delimiters as escape sequences, no line breaks."""
-    component, repetition, esc, subcomponent = header.encoding_characters
     text = " ".join(text.split())  # CR or LF in a field would end the segment
-    out = []
-    for char in text:
-        if char == esc:
-            out.append(f"{esc}E{esc}")
-        elif char == header.field_separator:
-            out.append(f"{esc}F{esc}")
-        elif char == component:
-            out.append(f"{esc}S{esc}")
-        elif char == repetition:
-            out.append(f"{esc}R{esc}")
-        elif char == subcomponent:
-            out.append(f"{esc}T{esc}")
-        else:
-            out.append(char)
-    return "".join(out)
+    return text.translate(_escapes(header.field_separator, header.encoding_characters))
+
+
+@lru_cache(maxsize=32)
+def _escapes(separator: str, encoding: str) -> dict[int, str]:
+    """Each delimiter's escape sequence, as a str.translate table (one per set of
+    delimiters: every ACK of a sender uses the same)."""
+    component, repetition, esc, subcomponent = encoding
+    return str.maketrans({esc: f"{esc}E{esc}", separator: f"{esc}F{esc}",
+                          component: f"{esc}S{esc}", repetition: f"{esc}R{esc}",
+                          subcomponent: f"{esc}T{esc}"})
 
 
 def timestamp(moment: datetime) -> str:

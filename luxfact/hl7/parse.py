@@ -342,32 +342,39 @@ class Fields:
         return day
 
 
+# The library's containers are lists whose __getitem__ (Python code, there for slices)
+# costs ten times the list's own: a message's fields are read with the list's.
+_item = list.__getitem__
+_REPETITION, _COMPONENT = hl7.containers.Repetition, hl7.containers.Component
+
+
 def _leaf(segment: Any, field_no: int, repetition: int, component: int,
           subcomponent: int) -> str:
     """The raw (still escaped) text at a position, "" when absent (mirrors the library's
     extract_field, without its unescaping)."""
     if field_no >= len(segment):
         return ""
-    value = segment[field_no]
-    if str(segment[0][0]) == "MSH" and field_no <= 2:
-        return str(value[0]) if value else ""
+    value = _item(segment, field_no)
+    if field_no <= 2 and str(_item(_item(segment, 0), 0)) == "MSH":
+        return str(_item(value, 0)) if value else ""
     if not value:
         return ""
-    if not isinstance(value[0], hl7.containers.Repetition):
-        return value[0] if repetition == component == subcomponent == 1 else ""
+    first = _item(value, 0)
+    if not isinstance(first, _REPETITION):
+        return first if repetition == component == subcomponent == 1 else ""
     if repetition > len(value):
         return ""
-    rep = value[repetition - 1]
+    rep = _item(value, repetition - 1)
     if not rep:
         return ""
-    if not isinstance(rep[0], hl7.containers.Component) and len(rep) == 1:
-        return rep[0] if component == subcomponent == 1 else ""
+    if len(rep) == 1 and not isinstance(_item(rep, 0), _COMPONENT):
+        return _item(rep, 0) if component == subcomponent == 1 else ""
     if component > len(rep):
         return ""
-    comp = rep[component - 1]
-    if not isinstance(comp, hl7.containers.Component):
+    comp = _item(rep, component - 1)
+    if not isinstance(comp, _COMPONENT):
         return comp if subcomponent == 1 else ""
-    return comp[subcomponent - 1] if subcomponent <= len(comp) else ""
+    return _item(comp, subcomponent - 1) if subcomponent <= len(comp) else ""
 
 
 def _leaf_text(value: Any) -> str:
