@@ -27,6 +27,8 @@ COVERAGES = (fresh(Coverage).where(C.c.tenant_id == bindparam("tenant_id"),
              .order_by(C.c.valid_from, C.c.id))
 GET_PATIENT = fresh(Patient).where(P.c.tenant_id == bindparam("tenant_id"),
                                    P.c.id == bindparam("patient_id"))
+BY_MATRICULE = fresh(Patient).where(P.c.tenant_id == bindparam("tenant_id"),
+                                    P.c.matricule == bindparam("matricule"))
 # Patients sharing one birth date in one hospital: a few dozen; this bounds the worst case.
 NARROW_MAX = 2000
 
@@ -65,9 +67,8 @@ class PatientRepository:
         return found
 
     async def by_matricule(self, matricule: str) -> Patient | None:
-        query = fresh(Patient).where(Patient.tenant_id == self.tenant_id,  # type: ignore[arg-type]
-                                      Patient.matricule == matricule)  # type: ignore[arg-type]
-        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+        return (await self.session.execute(BY_MATRICULE, {
+            "tenant_id": self.tenant_id, "matricule": matricule})).scalars().first()
 
     async def insert(self, values: dict[str, Any], event: dict[str, Any]) -> None:
         """One statement for the patient and its audit event (`event_values`), one for its

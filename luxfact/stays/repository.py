@@ -2,9 +2,10 @@
 
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, Update, and_, bindparam, insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import insert_recorded
@@ -57,6 +58,20 @@ SET_STAY_STATE = (update(S).where(S.c.tenant_id == bindparam("b_tenant_id"),
                           version=S.c.version + 1))
 
 
+BY_EXTERNAL_ID = fresh(Stay).where(S.c.tenant_id == bindparam("tenant_id"),
+                                   S.c.external_id == bindparam("external_id"))
+
+
+@lru_cache(maxsize=32)
+def _update_stay(columns: tuple[str, ...]) -> Update:
+    """One prebuilt UPDATE per set of columns, values as parameters: compiled once, where
+    `.values(...)` would build and hash a new statement on every call."""
+    return (update(S).where(S.c.tenant_id == bindparam("b_tenant_id"),
+                            S.c.id == bindparam("b_stay_id"))
+            .values(version=S.c.version + 1,
+                    **{name: bindparam(f"v_{name}", type_=S.c[name].type) for name in columns}))
+
+
 class StayRepository:
     def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
         self.session = session
@@ -82,18 +97,17 @@ class StayRepository:
             LOCK_FOR_ACT, {"tenant_id": self.tenant_id, "stay_id": stay_id})).all())
 
     async def by_external_id(self, external_id: str) -> Stay | None:
-        query = fresh(Stay).where(S.c.tenant_id == self.tenant_id,
-                                   S.c.external_id == external_id)
-        return (await self.session.exec(query)).scalars().first()  # type: ignore[call-overload]
+        return (await self.session.execute(BY_EXTERNAL_ID, {
+            "tenant_id": self.tenant_id, "external_id": external_id})).scalars().first()
 
     async def insert_stay(self, values: dict[str, Any], event: dict[str, Any]) -> None:
         """The stay and its audit event (`event_values`), in one round trip."""
         await insert_recorded(self.session, S, {"tenant_id": self.tenant_id, **values}, event)
 
     async def update_stay(self, stay_id: uuid.UUID, values: dict[str, Any]) -> None:
-        await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,
-                                                   S.c.id == stay_id)
-                                   .values(version=S.c.version + 1, **values))
+        await self.session.execute(_update_stay(tuple(values)), {
+            "b_tenant_id": self.tenant_id, "b_stay_id": stay_id,
+            **{f"v_{name}": value for name, value in values.items()}})
 
     async def set_state(self, stay_id: uuid.UUID, state: str, at: datetime) -> None:
         await self.session.execute(SET_STAY_STATE, {"b_tenant_id": self.tenant_id,

@@ -13,7 +13,7 @@ import secrets
 import uuid
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
@@ -31,6 +31,9 @@ MAX_ATTEMPTS = 8
 
 E = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 D = WebhookDelivery.__table__  # type: ignore[attr-defined]
+# Read by every admission and discharge: built once, compiled once.
+ACTIVE_ENDPOINTS = select(E.c.id, E.c.events).where(E.c.tenant_id == bindparam("tenant_id"),
+                                                    E.c.active.is_(True))
 
 
 def new_secret() -> str:
@@ -42,8 +45,7 @@ async def emit(session: AsyncSession, tenant_id: uuid.UUID, event_type: str,
     """Record the event for every active endpoint of the tenant that wants it; its id, or
     None when no endpoint wants it (nothing is written then)."""
     assert event_type in EVENT_TYPES, event_type
-    rows = (await session.execute(select(E.c.id, E.c.events).where(
-        E.c.tenant_id == tenant_id, E.c.active.is_(True)))).all()
+    rows = (await session.execute(ACTIVE_ENDPOINTS, {"tenant_id": tenant_id})).all()
     targets = [row.id for row in rows if event_type in (row.events or [])]
     if not targets:
         return None
