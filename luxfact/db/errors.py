@@ -45,3 +45,21 @@ def unavailable_sqlstate(error: BaseException) -> bool:
     """Whether the driver's error says the server dropped or refused the connection."""
     state = getattr(error, "sqlstate", None)
     return isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race with
+# a concurrent one and was rolled back; run again, it usually goes through.
+_CONFLICT_SQLSTATES = ("40P01", "40001")
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether the database rolled the transaction back for a deadlock or a serialization
+    failure (asyncpg's errors reach us as bare DBAPIErrors: the SQLSTATE tells)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) in _CONFLICT_SQLSTATES:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False

@@ -355,7 +355,7 @@ def _leaf(segment: Any, field_no: int, repetition: int, component: int,
     if field_no >= len(segment):
         return ""
     value = _item(segment, field_no)
-    if field_no <= 2 and str(_item(_item(segment, 0), 0)) == "MSH":
+    if field_no <= 2 and str(segment[0][0]) == "MSH":
         return str(_item(value, 0)) if value else ""
     if not value:
         return ""

@@ -33,12 +33,13 @@ FINISH = update(T).where(*_ID).values(
     ack=bindparam("ack"), processed_at=bindparam("processed_at"),
     patient_ids=bindparam("patient_ids"), stay_ids=bindparam("stay_ids"),
     act_ids=bindparam("act_ids"))
-# The stay's row locked (PostgreSQL): the services then spare the read that would lock it.
+# Not locked: the services lock the stay by its id when they change it. Locked here, an A08
+# would take the stay before the patient (billing and merges take the patient first), and a
+# merge re-pointing the stay meanwhile would make the join find no row.
 STAY_BY_VISIT = (
     select(Stay, P.c.matricule, P.c.legacy_matricule)
     .join(P, and_(P.c.tenant_id == S.c.tenant_id, P.c.id == S.c.patient_id))
     .where(S.c.tenant_id == bindparam("tenant_id"), S.c.external_id == bindparam("visit"))
-    .with_for_update(of=S)
     .execution_options(populate_existing=True))
 # What a list shows: everything but the raw bytes, which only an administrator sees.
 LISTED = [c for c in T.c if c.name != "raw"]
@@ -111,8 +112,8 @@ class HL7Repository:
 
     async def stay_by_visit(self, visit_number: str
                             ) -> tuple[Stay, str | None, str | None] | None:
-        """The stay of a visit number (its external id), its row locked, with its patient's
-        matricule and old number, in one round trip."""
+        """The stay of a visit number (its external id) with its patient's matricule and
+        old number, in one round trip."""
         row = (await self.session.execute(STAY_BY_VISIT, {"tenant_id": self.tenant_id,
                                                           "visit": visit_number})).first()
         return (row[0], row[1], row[2]) if row else None

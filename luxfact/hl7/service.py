@@ -30,11 +30,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
 from luxfact.db.engine import Database
+from luxfact.db.errors import lost_race
 from luxfact.hl7 import ack as acks
 from luxfact.hl7 import parse
 from luxfact.hl7.ack import Outcome
@@ -236,9 +237,22 @@ async def receive_alone(db: Database, tenant_id: uuid.UUID, raw: bytes, *, chann
                 return received
         except (_Undo, IntegrityError):
             pass  # rolled back: nothing of that attempt is left
-    async with db.transaction() as session:
-        return await receive(session, tenant_id, raw, channel=channel, parsed=parsed,
-                             rejection=rejection, size=size)
+        except DBAPIError as exc:
+            # A deadlock with a concurrent message: a duplicate delivery whose first attempt
+            # failed takes the claim first and the message's locks after, where this
+            # attempt took them the other way round. Rolled back, handled as any other.
+            if not lost_race(exc):
+                raise
+    for attempt in range(ATTEMPTS):
+        try:
+            async with db.transaction() as session:
+                return await receive(session, tenant_id, raw, channel=channel,
+                                     parsed=parsed, rejection=rejection, size=size)
+        except DBAPIError as exc:
+            if isinstance(exc, IntegrityError) or not lost_race(exc) or \
+                    attempt + 1 == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 class _Undo(Exception):
@@ -411,7 +425,6 @@ class Apply:
     event: Event
     touched: Touched
     created: bool = False  # the patient was registered by this message
-    locked: Stay | None = None  # the stay of the visit, as read with its row locked
 
     @property
     def patients(self) -> PatientRepository:
@@ -505,8 +518,7 @@ class Apply:
         return visit
 
     async def stay(self) -> Stay:
-        """The stay of the message's visit number, its patient checked against PID-3; its
-        row locked until the message is applied (every event on a stay changes it)."""
+        """The stay of the message's visit number, its patient checked against PID-3."""
         visit = self.visit()
         found = await HL7Repository(self.session, self.tenant_id).stay_by_visit(
             visit.visit_number)
@@ -516,7 +528,6 @@ class Apply:
         stay, matricule, legacy = found
         self.check_patient(stay, matricule, legacy)
         self.touched.stay(stay.id)
-        self.locked = stay
         return stay
 
     def check_patient(self, stay: Stay, matricule: str | None, legacy: str | None) -> None:
@@ -533,8 +544,7 @@ class Apply:
 
     async def move(self, stay: Stay, values: dict[str, Any]) -> Stay:
         data = validate(MovementIn, values, STAY_FIELDS)
-        moved, _ = await stays.add_movement(self.session, self.tenant_id, stay.id, data,
-                                            locked=stay if stay is self.locked else None)
+        moved, _ = await stays.add_movement(self.session, self.tenant_id, stay.id, data)
         return moved
 
     async def latest(self, stay: Stay, kind: str) -> uuid.UUID:

@@ -8,14 +8,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, date, datetime
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from luxfact.db.engine import Database
 from luxfact.hl7.mllp import END, START, Listener, frame
+from luxfact.kit import context
+from luxfact.patients import service as patients
 from luxfact.patients.matricule import complete
+from luxfact.patients.schemas import PatientIn
 from luxfact.settings import Settings
+from luxfact.stays import service as stays
+from luxfact.stays.schemas import StayIn
 from tests.conftest import Hospital, Hospitals, make_hospital
 from tests.hl7 import messages as m
 from tests.hl7.helpers import code, messages, patient, reason, segment, stay, stays_of
@@ -296,6 +303,65 @@ async def test_ten_concurrent_deliveries_over_mllp_apply_once(
         refusals = await asyncio.gather(*(deliver(port) for _ in range(10)))
     assert len(set(refusals)) == 1 and code(refusals[0]) == "AE"
     assert len(await messages(client, a, status="error")) == 1
+
+
+@pytest.mark.postgres
+async def test_a_deadlock_of_the_first_attempt_is_applied_again(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """The listener's first attempt holds its locks to the end: here it waits on another
+    transaction's visit number while that one waits on the new patient's matricule.
+    PostgreSQL rolls the first waiter back (the attempt); the message is applied again, AA,
+    once the other transaction is gone."""
+    a, matricule = hospitals.a, m.new_matricule()
+    holding, go, blocked = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def other_transaction() -> None:
+        with context.tenant_scope(a.id, actor="test"), suppress(RuntimeError):
+            async with app_db.transaction() as session:
+                owner = await patients.create_patient(session, a.id, PatientIn(
+                    matricule=m.new_matricule(), family_name="Other", given_name="One",
+                    birth_date=date(1980, 1, 1), sex="M"))
+                await stays.create_stay(session, a.id, StayIn(
+                    patient_id=owner.id, kind="inpatient", external_id="VDL",
+                    admitted_at=datetime(2026, 3, 1, 8, tzinfo=UTC)), owner)
+                holding.set()
+                await go.wait()
+                # The message's patient: waits on the attempt, which waits on "VDL".
+                blocked.set()
+                await patients.create_patient(session, a.id, PatientIn(
+                    matricule=matricule, family_name="Same", given_name="Number",
+                    birth_date=date(1980, 1, 1), sex="F"))
+                raise RuntimeError("rolled back: the visit number and matricule freed")
+
+    other = asyncio.create_task(other_transaction())
+    await holding.wait()
+    async with listening(app_db, a) as port:
+        conn = await Connection.open(port)
+        sent = asyncio.create_task(conn.send(m.admit("DL-1", matricule, "VDL")))
+        await _until_one_waits_on_a_lock(app_db)  # the attempt, on "VDL"
+        assert not sent.done()
+        go.set()
+        await blocked.wait()
+        await other
+        ack = await sent
+        await conn.close()
+    assert code(ack) == "AA", ack
+    found = await patient(client, a, matricule)
+    assert [s["external_id"] for s in await stays_of(client, a, found["id"])] == ["VDL"]
+    assert [x["control_id"] for x in await messages(client, a)] == ["DL-1"]
+
+
+async def _until_one_waits_on_a_lock(db: Database) -> None:
+    for _ in range(200):
+        async with db.transaction() as session:
+            waiting = (await session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("nothing waits on a lock")
 
 
 async def _wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
