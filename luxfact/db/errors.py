@@ -1,5 +1,7 @@
 """Which exceptions mean the database cannot be reached (503, retry), as opposed to a bug."""
 
+from collections.abc import Iterator
+
 from sqlalchemy import exc as sa_exc
 
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
@@ -18,20 +20,26 @@ _POSTGRES_DISK_FULL = "53100"
 _SQLITE_FULL = 13
 
 
-def storage_full(exc: BaseException) -> bool:
-    """Whether the database refused a write for lack of disk space (a 503 until an operator
-    frees some, not a bug). asyncpg's DiskFullError reaches us as a bare DBAPIError, not an
-    OperationalError, so the class alone cannot tell; the SQLSTATE or SQLite's code can."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and those it wraps (SQLAlchemy's `orig`, then the driver's cause)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if getattr(current, "sqlstate", None) == _POSTGRES_DISK_FULL:
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether the database refused a write for lack of disk space (a 503 until an operator
+    frees some, not a bug). asyncpg's DiskFullError reaches us as a bare DBAPIError, not an
+    OperationalError, so the class alone cannot tell; the SQLSTATE or SQLite's code can."""
+    for error in _chain(exc):
+        if getattr(error, "sqlstate", None) == _POSTGRES_DISK_FULL:
             return True
-        code = getattr(current, "sqlite_errorcode", None)
+        code = getattr(error, "sqlite_errorcode", None)
         if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
             return True
-        current = getattr(current, "orig", None) or current.__cause__
     return False
 
 
@@ -55,11 +63,5 @@ _CONFLICT_SQLSTATES = ("40P01", "40001")
 def lost_race(exc: BaseException) -> bool:
     """Whether the database rolled the transaction back for a deadlock or a serialization
     failure (asyncpg's errors reach us as bare DBAPIErrors: the SQLSTATE tells)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if getattr(current, "sqlstate", None) in _CONFLICT_SQLSTATES:
-            return True
-        current = getattr(current, "orig", None) or current.__cause__
-    return False
+    return any(getattr(error, "sqlstate", None) in _CONFLICT_SQLSTATES
+               for error in _chain(exc))

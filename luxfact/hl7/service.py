@@ -249,8 +249,7 @@ async def receive_alone(db: Database, tenant_id: uuid.UUID, raw: bytes, *, chann
                 return await receive(session, tenant_id, raw, channel=channel,
                                      parsed=parsed, rejection=rejection, size=size)
         except DBAPIError as exc:
-            if isinstance(exc, IntegrityError) or not lost_race(exc) or \
-                    attempt + 1 == ATTEMPTS:
+            if not lost_race(exc) or attempt + 1 == ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
