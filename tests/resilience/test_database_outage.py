@@ -158,9 +158,21 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_and_half_a
 ) -> None:
     limits = httpx.Limits(max_connections=CLIENTS * 2)
     async with httpx.AsyncClient(base_url=server, timeout=REQUEST_TIMEOUT,
-                                 limits=limits) as http:
+                                 limits=limits) as http, superuser(settings) as holder:
         load = Load(http, hospitals.a)
         stop = asyncio.Event()
+        # One request sure to be inside its transaction at the cut, whatever the timing of
+        # the load's: an invoice of the other hospital, held on its counter row by a
+        # transaction of ours (the load's own requests may all be between statements then).
+        b = hospitals.b
+        first, second = [await stay_with_acts(http, b) for _ in range(2)]
+        assert (await bill(http, b, first)).status_code == 201
+        lock = holder.transaction()
+        await lock.start()
+        await holder.execute("SELECT last FROM number_counters WHERE tenant_id = $1 "
+                             "AND series = 'invoice' FOR UPDATE", b.id)
+        pinned_at = time.monotonic()
+        pinned = asyncio.create_task(bill(http, b, second))
 
         async def client() -> list[Journey]:
             done = []
@@ -170,8 +182,12 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_and_half_a
 
         clients = [asyncio.create_task(client()) for _ in range(CLIENTS)]
         await asyncio.sleep(1.0)
+        await blocked_by(holder)
         down_at = time.monotonic()
         cut = proxy.cut()
+        await lock.rollback()
+        held = await asyncio.wait_for(pinned, REQUEST_TIMEOUT)
+        held_ended = time.monotonic()
         await asyncio.sleep(1.5)
         proxy.starting_up()
         starting_at = time.monotonic()
@@ -193,9 +209,12 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_and_half_a
     for answer in unavailable:
         assert_unavailable(answer.status, answer.content_type, answer.retry_after,
                            answer.problem)
-    # The cut caught requests in flight; requests sent while connections were refused, and
-    # while the server said it was starting up, were answered 503 too.
-    assert any(a.started < down_at < a.ended for a in unavailable), statuses
+    # The cut caught the request in flight inside its transaction; requests sent while
+    # connections were refused, and while the server said it was starting up, were answered
+    # 503 too.
+    assert pinned_at < down_at < held_ended
+    assert_unavailable(held.status_code, held.headers["content-type"],
+                       held.headers.get("retry-after"), held.json())
     assert any(down_at + 0.5 < a.started < starting_at for a in unavailable), statuses
     assert any(starting_at + 0.2 < a.started < back_at for a in unavailable), statuses
     assert sum(j.retried for j in journeys) > 0
@@ -207,6 +226,17 @@ async def test_a_database_restart_under_load_gives_503s_then_recovers_and_half_a
 
     async with superuser(settings) as admin:
         await assert_whole(admin, hospitals.a.id, journeys)
+
+
+async def blocked_by(holder: asyncpg.Connection) -> None:
+    """Until a backend waits on a lock the holder's transaction has."""
+    holder_pid = holder.get_server_pid()
+    async with asyncio.timeout(10):
+        while True:
+            if await holder.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE $1 = ANY(pg_blocking_pids(pid))", holder_pid):
+                return
+            await asyncio.sleep(0.02)
 
 
 async def assert_whole(admin: asyncpg.Connection, tenant: uuid.UUID,
