@@ -21,6 +21,7 @@ Prints acts/s for each, the engine/ceiling ratio (target: at least 0.5) and the 
 """
 
 import argparse
+import gc
 import random
 import resource
 import sys
@@ -252,13 +253,21 @@ def main() -> None:
     for _ in range(args.repeat):
         # A fresh snapshot for the engine: its index is built inside the timed run.
         fresh = build_snapshot(random.Random(args.seed))
+        # Each measurement starts with no garbage left to collect: the million acts just
+        # built (or the previous run's objects) would otherwise cost whichever run comes
+        # next a full collection, 1-2 s here, that is not its own.
+        gc.collect()
         seconds, engine_total = run_engine(fresh, stays)
         cold_seconds = min(cold_seconds, seconds)
+        gc.collect()
         seconds, warm_total = run_engine(fresh, stays)
         warm_seconds = min(warm_seconds, seconds)
         assert warm_total == engine_total, "pricing twice must give the same amounts"
+        gc.collect()
         ceiling_seconds = min(ceiling_seconds, run_ceiling(table, stays)[0])
+        gc.collect()
         catalogue_seconds = min(catalogue_seconds, run_catalogue(snapshot, stays))
+        gc.collect()
         reading_seconds = min(reading_seconds, run_reading(fresh, stays))
 
     def rate(seconds: float) -> float:

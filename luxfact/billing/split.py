@@ -174,7 +174,9 @@ def _act_line(line: PricedLine, part: str, amount: Decimal,
     # Identical acts (same tariff, amounts, quantity and modifiers: the same single room
     # every day) share one record and the body of their explanation, computed once per
     # stay; only the explanation's first line (which act, which day) is the line's own.
-    key = (id(line.tariff), id(line.amounts), line.act.quantity, line.act.modifiers)
+    # The amounts by value: a line's `Amounts` is made when the line is read, so another
+    # line's may later have the same id. The tariff is the index's own, alive all along.
+    key = (id(line.tariff), line.amounts, line.act.quantity, line.act.modifiers)
     record = records.get(key)
     if record is None:
         record = records[key] = _record(line)

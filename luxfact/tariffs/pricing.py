@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, NoReturn
 
 from luxfact.tariffs.catalogue import (
@@ -141,9 +141,18 @@ class Amounts(NamedTuple):
     """Who pays what for one line, with the parts the explanation needs.
 
     It depends only on the unit price, quantity, percent, modifiers, first-class surcharge
-    and the statutory terms of the day, so identical acts share one `Amounts`.
+    and the statutory terms of the day, so identical acts share one computation. The engine
+    keeps it as a plain tuple of these fields (`_Row`) and names it when a line is read:
+    the garbage collector never stops tracking an instance of a tuple's subclass, and the
+    220,000 a new snapshot made for the million acts of `benchmarks/pricing.py` cost it a
+    full collection (about a second here), where it stops tracking a plain tuple of
+    numbers and strings at its first pass.
     """
 
+    # The two shares in integer cents, first: a stay's totals add integers (a fifth of the
+    # cost of adding Decimals), read where pricing the act already brought the row in.
+    insurer_cents: int
+    patient_cents: int
     percent: Decimal                # 100, or the secondary-act percentage
     base: Decimal                   # unit price × quantity × percent, to the cent
     gross: Decimal
@@ -155,10 +164,21 @@ class Amounts(NamedTuple):
     first_class_percent: Decimal | None = None
     first_class_amount: Decimal = ZERO
     tiers_payant_amount: Decimal = ZERO  # patient's statutory share moved to the insurer
-    # The two shares again in integer cents: a stay's totals add integers, which costs a
-    # fifth of adding Decimals (a tenth of the engine's time went there).
-    insurer_cents: int = 0
-    patient_cents: int = 0
+
+
+# An `Amounts` as the engine holds it: the same fields in a plain tuple, its modifier parts
+# plain tuples too (see `Amounts`).
+_Row = tuple[Any, ...]
+_MODIFIER_PARTS = 9  # the position of `modifier_parts` in a row
+
+
+def _named(row: _Row) -> Amounts:
+    """A row as the `Amounts` it holds."""
+    amounts = Amounts._make(row)
+    if row[_MODIFIER_PARTS]:
+        return amounts._replace(modifier_parts=tuple(map(ModifierPart._make,
+                                                         row[_MODIFIER_PARTS])))
+    return amounts
 
 
 def _via(path: str, doc: str) -> Any:
@@ -253,7 +273,7 @@ class PricedLines(Sequence[PricedLine]):
     __slots__ = ("_acts", "_amounts", "_tariffs")
 
     def __init__(self, acts: list[ActInput], tariffs: list[AppliedTariff],
-                 amounts: list[Amounts]) -> None:
+                 amounts: list[_Row]) -> None:
         self._acts, self._tariffs, self._amounts = acts, tariffs, amounts
 
     def __len__(self) -> int:
@@ -262,11 +282,12 @@ class PricedLines(Sequence[PricedLine]):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return tuple(map(PricedLine, self._acts[index], self._tariffs[index],
-                             self._amounts[index]))
-        return PricedLine(self._acts[index], self._tariffs[index], self._amounts[index])
+                             map(_named, self._amounts[index])))
+        return PricedLine(self._acts[index], self._tariffs[index],
+                          _named(self._amounts[index]))
 
     def __iter__(self) -> Iterator[PricedLine]:
-        return map(PricedLine, self._acts, self._tariffs, self._amounts)
+        return map(PricedLine, self._acts, self._tariffs, map(_named, self._amounts))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, PricedLines):
@@ -374,7 +395,7 @@ def price_stay(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
 
 
 def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
-                ordered: list[ActInput]) -> tuple[list[AppliedTariff], list[Amounts]]:
+                ordered: list[ActInput]) -> tuple[list[AppliedTariff], list[_Row]]:
     """The tariff and amounts of every act, in order: the hot loop of the engine.
 
     Written out flat: per act, a dictionary look-up finds its period, and most acts (one
@@ -382,7 +403,7 @@ def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
     period and the day's terms.
     """
     tariffs: list[AppliedTariff] = []
-    amounts: list[Amounts] = []
+    amounts: list[_Row] = []
     today, codes, terms_today, dearest = None, {}, {}, {}
     for act in ordered:
         day = act.day
@@ -418,8 +439,7 @@ def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
                 not act.first_class):
             found = period.amounts.get(terms.number)
             if found is None:
-                found = period.remember(terms.number, _amounts(tariff.unit_price, 1, HUNDRED,
-                                                               (), None, terms))
+                found = period.remember(terms.number, _plain_amounts(tariff.unit_price, terms))
         else:
             found = index.amounts(act, period, percent, terms)
         tariffs.append(tariff)
@@ -428,7 +448,7 @@ def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
 
 
 def _price_acts_plainly(index: _Index, stay: StayInfo, patient: PatientInfo,
-                        ordered: list[ActInput]) -> tuple[list[AppliedTariff], list[Amounts]]:
+                        ordered: list[ActInput]) -> tuple[list[AppliedTariff], list[_Row]]:
     """`_price_acts` step by step: every act's period first, then the secondary-act
     percentages, then each act's amounts at its final percentage."""
     periods = [index.period(act.code, act.day) for act in ordered]
@@ -461,8 +481,8 @@ def _secondary_percents(acts: list[ActInput], periods: list[_Period]) -> dict[st
 
 _LINE_ID = attrgetter("line_id")
 _DAY = attrgetter("day")
-_INSURER_CENTS = attrgetter("insurer_cents")
-_PATIENT_CENTS = attrgetter("patient_cents")
+_INSURER_CENTS = itemgetter(0)  # of a row (see `Amounts`)
+_PATIENT_CENTS = itemgetter(1)
 
 
 def age_on(birth_date: date, day: date) -> int:
@@ -696,10 +716,11 @@ class _Index:
     def line(self, act: ActInput, period: _Period, percent: Decimal,
              terms: _Terms) -> PricedLine:
         """The act priced with its period's tariff, at `percent` %, under `terms`."""
-        return PricedLine(act, period.tariff, self.amounts(act, period, percent, terms))
+        return PricedLine(act, period.tariff,
+                          _named(self.amounts(act, period, percent, terms)))
 
     def amounts(self, act: ActInput, period: _Period, percent: Decimal,
-                terms: _Terms) -> Amounts:
+                terms: _Terms) -> _Row:
         """Who pays what for the act. Identical acts cost the same, so their `Amounts` are
         computed once and kept with the period: keyed by the terms alone for most acts (one
         unit at full price, nothing added), by everything that changes the amounts for the
@@ -718,8 +739,10 @@ class _Index:
                 key = (terms.number, percent, quantity)
             amounts = period.amounts.get(key)
             if amounts is None:
-                amounts = period.remember(key, _amounts(tariff.unit_price, quantity, percent,
-                                                        (), None, terms))
+                amounts = period.remember(key, _plain_amounts(tariff.unit_price, terms)
+                                          if key is terms.number else
+                                          _amounts(tariff.unit_price, quantity, percent, (),
+                                                   None, terms))
             return amounts
         parts: tuple[tuple[str, Decimal, bool], ...] = ()
         if act.modifiers:
@@ -743,12 +766,12 @@ class _Period:
     tariff: AppliedTariff
     secondary: Rule | None
     # The amounts already computed with this tariff (see `_Index.line`).
-    amounts: dict[Any, Amounts] = field(default_factory=dict, compare=False)
+    amounts: dict[Any, _Row] = field(default_factory=dict, compare=False)
 
     # Bounds the cache of a long-lived snapshot; refilling it is cheap.
     CACHE_SIZE = 256
 
-    def remember(self, key: Any, amounts: Amounts) -> Amounts:
+    def remember(self, key: Any, amounts: _Row) -> _Row:
         if len(self.amounts) >= self.CACHE_SIZE:
             self.amounts.clear()
         self.amounts[key] = amounts
@@ -799,6 +822,8 @@ class _Terms:
     tiers: bool                     # tiers payant social: the insurer pays the patient's part
     patient_only: bool              # the whole line is the patient's
     number: int                     # its order of creation in the index
+    reasons: tuple[str, ...]        # the reasons of a plain line under them
+    tiers_reasons: tuple[str, ...]  # the same, its patient's share moved to the insurer
 
 
 def _terms(index: _Index, stay: StayInfo, patient: PatientInfo, day: date,
@@ -815,7 +840,8 @@ def _terms(index: _Index, stay: StayInfo, patient: PatientInfo, day: date,
         value = _statutory_terms(index, *key)
         terms = index.terms.get(value)
         if terms is None:
-            terms = index.terms[value] = _Terms(*value, len(index.terms))
+            terms = index.terms[value] = _Terms(*value, len(index.terms), (value[1],),
+                                                (value[1], "social_tiers_payant"))
         index.terms_of_day[key] = terms
     return terms
 
@@ -838,7 +864,7 @@ def _statutory_terms(index: _Index, day: date, category: str, hospitalised: bool
 
 def _amounts(unit: Decimal, quantity: int, percent: Decimal,
              modifiers: tuple[tuple[str, Decimal, bool], ...], first_class: Decimal | None,
-             terms: _Terms) -> Amounts:
+             terms: _Terms) -> _Row:
     rate, rate_reason, tiers, patient_only = (terms.rate, terms.reason, terms.tiers,
                                               terms.patient_only)
     if quantity == 1 and percent == HUNDRED:
@@ -855,8 +881,7 @@ def _amounts(unit: Decimal, quantity: int, percent: Decimal,
     modifier_parts = []
     for code, modifier_percent, modifier_patient_only in modifiers:
         amount = _cents(base * modifier_percent / HUNDRED)
-        modifier_parts.append(ModifierPart(code, modifier_percent, amount,
-                                           modifier_patient_only))
+        modifier_parts.append((code, modifier_percent, amount, modifier_patient_only))
         reasons.append(f"modifier_{code}_{_number(modifier_percent)}")
         if modifier_patient_only or patient_only:
             own += amount
@@ -881,9 +906,30 @@ def _amounts(unit: Decimal, quantity: int, percent: Decimal,
         moved, insurer, patient = patient, statutory, ZERO
         reasons.append("social_tiers_payant")
     patient += own
-    return Amounts(percent, base, statutory + own, insurer, patient, tuple(reasons),
-                   rate, tuple(modifier_parts), first_class, first_class_amount, moved,
-                   int(insurer.scaleb(2)), int(patient.scaleb(2)))
+    return (int(insurer.scaleb(2)), int(patient.scaleb(2)), percent, base, statutory + own,
+            insurer, patient, tuple(reasons), rate, tuple(modifier_parts), first_class,
+            first_class_amount, moved)
+
+
+def _plain_amounts(unit: Decimal, terms: _Terms) -> _Row:
+    """`_amounts` of the commonest line (one unit at full price, nothing added) without its
+    general steps: a new snapshot computes one for each period and set of terms it meets.
+    The same operations on the same values, so the same Decimals to the last digit."""
+    if unit < 0:
+        return _amounts(unit, 1, HUNDRED, (), None, terms)  # which refuses it
+    rate = terms.rate
+    if terms.patient_only:
+        insurer, patient = ZERO, unit
+    else:
+        insurer = unit if rate == HUNDRED else _cents(unit * rate / HUNDRED)
+        patient = unit - insurer
+    if terms.tiers and patient:
+        moved, insurer, patient, reasons = patient, unit, ZERO, terms.tiers_reasons
+    else:
+        moved, reasons = ZERO, terms.reasons
+    patient += ZERO
+    return (int(insurer.scaleb(2)), int(patient.scaleb(2)), HUNDRED, unit, unit + ZERO,
+            insurer, patient, reasons, rate, (), None, ZERO, moved)
 
 
 def _cents(amount: Decimal) -> Decimal:
@@ -1033,7 +1079,7 @@ def _check_stay(stay: StayInfo) -> None:
 
 
 def _require_unique_ids(acts: list[ActInput]) -> None:
-    if len({act.line_id for act in acts}) == len(acts):
+    if len(set(map(_LINE_ID, acts))) == len(acts):
         return
     seen: set[str] = set()
     for act in acts:
@@ -1169,13 +1215,15 @@ def _participation_line(kind: str, runs: list[_Run]) -> ParticipationLine:
     periods = tuple(ExemptPeriod(first, last, reasons)
                     for first, last, _amount, reasons in runs if reasons)
     total = sum((last - first).days + 1 for first, last, _amount, _reasons in runs)
-    exempt = sum(period.days for period in periods)
-    all_reasons = {reason for period in periods for reason in period.reasons}
+    exempt, reasons = 0, ()
+    if periods:  # most stays have none: no reasons to gather and order
+        exempt = sum(period.days for period in periods)
+        reasons = tuple(sorted({reason for period in periods for reason in period.reasons},
+                               key=_exemption_rank))
     return ParticipationLine(
         year=runs[0][0].year, kind=kind, first_day=runs[0][0], last_day=runs[-1][1],
         days=total - exempt, daily_amount=daily, amount=_cents(daily * (total - exempt)),
-        reasons=tuple(sorted(all_reasons, key=_exemption_rank)), days_exempt=exempt,
-        exempt_periods=periods)
+        reasons=reasons, days_exempt=exempt, exempt_periods=periods)
 
 
 def _exemption_rank(reason: str) -> int:

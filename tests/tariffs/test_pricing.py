@@ -1107,3 +1107,57 @@ def test_a_tariff_error_of_any_act_comes_before_other_errors(first: dict[str, ob
             act("ZZZ", INPATIENT.admitted, "L2")]
     with pytest.raises(UnknownCode):
         price_stay(SNAPSHOT, INPATIENT, ADULT, acts)
+
+
+# ------------------------------------------------------------------ how amounts are kept
+
+@settings(max_examples=300)
+@given(cents=st.integers(min_value=0, max_value=10_000_000),
+       exponent=st.sampled_from([0, -1, -2]),
+       rate=st.sampled_from([D(100), D(88), D("87.5"), D(0)]),
+       patient_only=st.booleans(), tiers=st.booleans())
+def test_the_plain_line_shortcut_gives_what_the_general_computation_gives(
+        cents: int, exponent: int, rate: Decimal, patient_only: bool, tiers: bool) -> None:
+    """One unit at full price with nothing added takes a shortcut (a new snapshot computes
+    one per period and set of terms): the same amounts, each Decimal written alike."""
+    from luxfact.tariffs.pricing import HUNDRED, _amounts, _plain_amounts, _Terms
+
+    unit = (D(cents) / 100).quantize(D(1).scaleb(exponent)) if exponent else D(cents // 100)
+    terms = _Terms(rate, "inpatient_100", tiers, patient_only, 0, ("inpatient_100",),
+                   ("inpatient_100", "social_tiers_payant"))
+    plain = _plain_amounts(unit, terms)
+    assert repr(plain) == repr(_amounts(unit, 1, HUNDRED, (), None, terms))
+
+
+def test_a_negative_plain_line_is_refused_as_the_general_computation_refuses_it() -> None:
+    from luxfact.tariffs.pricing import _plain_amounts, _Terms
+
+    terms = _Terms(D(100), "hospital_service_100", False, False, 0,
+                   ("hospital_service_100",), ("hospital_service_100", "social_tiers_payant"))
+    with pytest.raises(RuleViolation, match="negative_amount"):
+        _plain_amounts(D("-1.00"), terms)
+
+
+def test_priced_amounts_are_kept_where_the_garbage_collector_lets_them_be() -> None:
+    """The engine keeps each line's amounts as a plain tuple that the collector stops
+    tracking: a million tracked ones cost a new snapshot full collections. A line read
+    names them, modifier parts included."""
+    import gc
+
+    from luxfact.tariffs.pricing import Amounts, ModifierPart
+
+    snapshot = make_snapshot()
+    acts = [act("6G31", INPATIENT.admitted, "L1", performer="11111111"),
+            act("6G32", INPATIENT.admitted, "L2", performer="11111111", modifiers=("NUIT",)),
+            act("C1", INPATIENT.admitted, "L3", quantity=2),
+            act("N101", INPATIENT.admitted, "L4")]
+    priced = price_stay(snapshot, INPATIENT, ADULT, acts)
+    for _ in range(3):  # a pass may untrack one level of nesting only (row, parts, part)
+        gc.collect()
+    rows = priced.lines._amounts  # type: ignore[attr-defined]
+    assert [type(row) for row in rows] == [tuple] * 4
+    assert not any(gc.is_tracked(row) for row in rows)
+    night = priced.lines[1].amounts
+    assert type(night) is Amounts and night.percent == 50
+    assert night.modifier_parts == (ModifierPart("NUIT", D(50), D("7.50"), False),)
+    assert priced.lines[1].gross == D("22.50")
