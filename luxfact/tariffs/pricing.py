@@ -146,7 +146,7 @@ class Amounts(NamedTuple):
     the garbage collector never stops tracking an instance of a tuple's subclass, and the
     220,000 a new snapshot made for the million acts of `benchmarks/pricing.py` cost it a
     full collection (about a second here), where it stops tracking a plain tuple of
-    numbers and strings at its first pass.
+    numbers and strings in its first passes (one level of nesting a pass).
     """
 
     # The two shares in integer cents, first: a stay's totals add integers (a fifth of the
@@ -267,7 +267,8 @@ class PricedLines(Sequence[PricedLine]):
 
     Pricing fills the lists and a `PricedLine` (three references) is made when a line is
     read, so that totalling a month of stays builds no line objects at all. Everything a
-    line says is computed by then: reading it only groups the three parts.
+    line says is computed by then: reading it groups the three parts and names the
+    amounts (`Amounts`, from the plain tuple the engine keeps).
     """
 
     __slots__ = ("_acts", "_amounts", "_tariffs")
@@ -721,10 +722,11 @@ class _Index:
 
     def amounts(self, act: ActInput, period: _Period, percent: Decimal,
                 terms: _Terms) -> _Row:
-        """Who pays what for the act. Identical acts cost the same, so their `Amounts` are
-        computed once and kept with the period: keyed by the terms alone for most acts (one
-        unit at full price, nothing added), by everything that changes the amounts for the
-        others.
+        """Who pays what for the act, as a row (see `Amounts`). Identical acts cost the
+        same, so their amounts are computed once and kept with the period: keyed by the
+        terms alone for most acts (one unit at full price, nothing added: the shortcut,
+        whose row says `HUNDRED` for a percentage equal to 100 however it is written), by
+        everything that changes the amounts for the others.
         """
         tariff = period.tariff
         quantity = act.quantity
@@ -914,7 +916,8 @@ def _amounts(unit: Decimal, quantity: int, percent: Decimal,
 def _plain_amounts(unit: Decimal, terms: _Terms) -> _Row:
     """`_amounts` of the commonest line (one unit at full price, nothing added) without its
     general steps: a new snapshot computes one for each period and set of terms it meets.
-    The same operations on the same values, so the same Decimals to the last digit."""
+    The same operations on the same values as `_amounts(unit, 1, HUNDRED, (), None,
+    terms)`, so the same Decimals to the last digit."""
     if unit < 0:
         return _amounts(unit, 1, HUNDRED, (), None, terms)  # which refuses it
     rate = terms.rate

@@ -1113,8 +1113,8 @@ def test_a_tariff_error_of_any_act_comes_before_other_errors(first: dict[str, ob
 
 @settings(max_examples=300)
 @given(cents=st.integers(min_value=0, max_value=10_000_000),
-       exponent=st.sampled_from([0, -1, -2]),
-       rate=st.sampled_from([D(100), D(88), D("87.5"), D(0)]),
+       exponent=st.sampled_from([0, -1, -2, -3]),
+       rate=st.sampled_from([D(100), D("100.00"), D(88), D("87.5"), D(0)]),
        patient_only=st.booleans(), tiers=st.booleans())
 def test_the_plain_line_shortcut_gives_what_the_general_computation_gives(
         cents: int, exponent: int, rate: Decimal, patient_only: bool, tiers: bool) -> None:
@@ -1123,8 +1123,9 @@ def test_the_plain_line_shortcut_gives_what_the_general_computation_gives(
     from luxfact.tariffs.pricing import HUNDRED, _amounts, _plain_amounts, _Terms
 
     unit = (D(cents) / 100).quantize(D(1).scaleb(exponent)) if exponent else D(cents // 100)
-    terms = _Terms(rate, "inpatient_100", tiers, patient_only, 0, ("inpatient_100",),
-                   ("inpatient_100", "social_tiers_payant"))
+    reason = f"inpatient_{rate.normalize():f}"
+    terms = _Terms(rate, reason, tiers, patient_only, 0, (reason,),
+                   (reason, "social_tiers_payant"))
     plain = _plain_amounts(unit, terms)
     assert repr(plain) == repr(_amounts(unit, 1, HUNDRED, (), None, terms))
 
