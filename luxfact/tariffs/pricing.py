@@ -149,8 +149,8 @@ class Amounts(NamedTuple):
     numbers and strings in its first passes (one level of nesting a pass).
     """
 
-    # The two shares in integer cents, first: a stay's totals add integers (a fifth of the
-    # cost of adding Decimals), read where pricing the act already brought the row in.
+    # The two shares again in integer cents: a stay's totals add integers, which costs a
+    # fifth of adding Decimals (a tenth of the engine's time went there).
     insurer_cents: int
     patient_cents: int
     percent: Decimal                # 100, or the secondary-act percentage
