@@ -405,11 +405,17 @@ def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
     """
     tariffs: list[AppliedTariff] = []
     amounts: list[_Row] = []
+    # Most stays' terms are the same on each of their days: then they are worked out once
+    # per category for the stay, not again for each day (a tenth of the loop's time).
+    steady = not ordered or _steady_terms(index, stay, patient, ordered[0].day,
+                                          ordered[-1].day)
     today, codes, terms_today, dearest = None, {}, {}, {}
     for act in ordered:
         day = act.day
-        if day != today:  # acts come in day order: periods and terms change with the day
-            today, codes, terms_today, dearest = day, index.codes_on(day), {}, {}
+        if day != today:  # acts come in day order: periods change with the day
+            today, codes, dearest = day, index.codes_on(day), {}
+            if not steady:
+                terms_today = {}
         period = codes.get(act.code)
         if period is None:
             period = codes[act.code] = index.period(act.code, day)
@@ -521,6 +527,8 @@ class _Index:
         self.terms: dict[tuple[Decimal, str, bool, bool], _Terms] = {}
         self.bounds: dict[tuple[str, ...], frozenset[date]] = {}
         self.highest_exemption_age = self.highest("exemption_age")
+        # Every day on which a parameter of a line's terms may change (see `_terms`).
+        self.terms_bounds = sorted(self.parameter_bounds(*_TERMS_PARAMETERS))
         # Every day on which any code's price may change (see `codes_on`), as day numbers.
         self.epoch_starts = _epoch_starts(snapshot)
         self.epochs: dict[int, dict[str, _Period]] = {}
@@ -828,6 +836,11 @@ class _Terms:
     tiers_reasons: tuple[str, ...]  # the same, its patient's share moved to the insurer
 
 
+# The parameters `_terms` reads.
+_TERMS_PARAMETERS = ("exemption_age", "inpatient_rate", "outpatient_rate_minor",
+                     "outpatient_rate_adult")
+
+
 def _terms(index: _Index, stay: StayInfo, patient: PatientInfo, day: date,
            category: str) -> _Terms:
     """The terms of a line; what they depend on is reduced to a key shared by all stays."""
@@ -846,6 +859,25 @@ def _terms(index: _Index, stay: StayInfo, patient: PatientInfo, day: date,
                                                 (value[1], "social_tiers_payant"))
         index.terms_of_day[key] = terms
     return terms
+
+
+def _steady_terms(index: _Index, stay: StayInfo, patient: PatientInfo, first: date,
+                  last: date) -> bool:
+    """Whether `_terms` gives the same terms on every day from `first` to `last`: no
+    parameter it reads changes, no attestation starts or ends, no birthday changes whether
+    an outpatient is under the exemption age. A birthday in an outpatient's stay answers
+    no even when it changes nothing: the days are then simply taken one by one."""
+    if first == last:
+        return True
+    bounds = index.terms_bounds
+    i = bisect_right(bounds, first)
+    if i < len(bounds) and bounds[i] <= last:
+        return False
+    for attested_from, attested_to in stay.social_tiers_payant:
+        if first < attested_from <= last or first <= attested_to < last:
+            return False
+    return stay.kind in HOSPITAL_KINDS or (
+        age_on(patient.birth_date, first) == age_on(patient.birth_date, last))
 
 
 def _statutory_terms(index: _Index, day: date, category: str, hospitalised: bool,

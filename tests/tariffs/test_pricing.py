@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from luxfact.tariffs.catalogue import (
@@ -998,6 +998,52 @@ def participation_day_by_day(stay: StayInfo, patient: PatientInfo,
         days[when] = (amount, reasons)
         when += timedelta(1)
     return days
+
+
+# Rates that change in the middle of the stays below, on top of CHANGING's exemption age.
+CHANGING_RATES_SNAPSHOT = make_snapshot(parameters={
+    **CHANGING,
+    "outpatient_rate_adult": [
+        Parameter(START, day("2024-05-31"), "outpatient_rate_adult", D("88")),
+        Parameter(day("2024-06-01"), None, "outpatient_rate_adult", D("80"))],
+    "inpatient_rate": [Parameter(START, day("2024-02-29"), "inpatient_rate", D("100")),
+                       Parameter(day("2024-03-01"), None, "inpatient_rate", D("95"))],
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dates(day("2023-12-01"), day("2024-07-15")), st.integers(0, 60),
+       st.sampled_from(["inpatient", "day_hospital", "outpatient", "emergency"]),
+       # 18 in December 2023 or 16 in 2024: the exemption age falls to 16 on 1 January.
+       st.one_of(st.dates(day("2005-11-01"), day("2005-12-31")),
+                 st.dates(day("2008-01-01"), day("2008-09-30"))),
+       st.sampled_from([None, (-5, 3), (4, 9), (2, 200)]),
+       st.lists(st.tuples(st.integers(0, 60), st.sampled_from(["C1", "F20", "CP1", "N101"])),
+                min_size=1, max_size=12))
+# Each change on the stay's second day: the inpatient rate, the adult rate, a 16th
+# birthday, an attestation that starts, one that ends the day before.
+@example(day("2024-02-29"), 1, "inpatient", day("1980-01-01"), None, [(0, "C1"), (1, "C1")])
+@example(day("2024-05-31"), 1, "outpatient", day("1980-01-01"), None, [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("2008-03-12"), None, [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), (1, 9), [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), (-5, 0), [(0, "C1"), (1, "C1")])
+def test_a_stays_lines_have_the_terms_of_their_own_day(
+        admitted: date, length: int, kind: str, born: date,
+        tiers: tuple[int, int] | None, picks: list[tuple[int, str]]) -> None:
+    """A stay's lines share their terms across days unless something changes during the
+    stay: a rate, the exemption age, an attestation, a birthday. Each line must be split
+    as the same act priced alone on its day."""
+    attested = () if tiers is None else (
+        (admitted + timedelta(tiers[0]), admitted + timedelta(tiers[1])),)
+    stay = StayInfo(kind, admitted, admitted + timedelta(length),
+                    social_tiers_payant=attested)
+    patient = PatientInfo(born)
+    acts = [act(code, admitted + timedelta(offset % (length + 1)), line_id=f"L{i:02d}")
+            for i, (offset, code) in enumerate(picks)]
+    lines = price_stay(CHANGING_RATES_SNAPSHOT, stay, patient, acts).lines
+    for line in lines:
+        alone = price_act(CHANGING_RATES_SNAPSHOT, stay, patient, line.act)
+        assert (amounts(line), line.reasons) == (amounts(alone), alone.reasons), line.line_id
 
 
 @settings(max_examples=300, deadline=None)
