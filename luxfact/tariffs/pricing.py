@@ -406,7 +406,7 @@ def _price_acts(index: _Index, stay: StayInfo, patient: PatientInfo,
     tariffs: list[AppliedTariff] = []
     amounts: list[_Row] = []
     # Most stays' terms are the same on each of their days: then they are worked out once
-    # per category for the stay, not again for each day (a tenth of the loop's time).
+    # per category for the stay, not again for each day (11 % of the loop's profile).
     steady = not ordered or _steady_terms(index, stay, patient, ordered[0].day,
                                           ordered[-1].day)
     today, codes, terms_today, dearest = None, {}, {}, {}

@@ -1006,35 +1006,50 @@ CHANGING_RATES_SNAPSHOT = make_snapshot(parameters={
     "outpatient_rate_adult": [
         Parameter(START, day("2024-05-31"), "outpatient_rate_adult", D("88")),
         Parameter(day("2024-06-01"), None, "outpatient_rate_adult", D("80"))],
+    "outpatient_rate_minor": [
+        Parameter(START, day("2024-04-14"), "outpatient_rate_minor", D("100")),
+        Parameter(day("2024-04-15"), None, "outpatient_rate_minor", D("90"))],
     "inpatient_rate": [Parameter(START, day("2024-02-29"), "inpatient_rate", D("100")),
                        Parameter(day("2024-03-01"), None, "inpatient_rate", D("95"))],
 })
+ATTESTATIONS = [(-5, 3), (4, 9), (2, 200), (-5, 0), (1, 1)]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.dates(day("2023-12-01"), day("2024-07-15")), st.integers(0, 60),
        st.sampled_from(["inpatient", "day_hospital", "outpatient", "emergency"]),
-       # 18 in December 2023 or 16 in 2024: the exemption age falls to 16 on 1 January.
+       # 18 in December 2023 or 16 in 2024 (the exemption age falls to 16 on 1 January), or
+       # a child.
        st.one_of(st.dates(day("2005-11-01"), day("2005-12-31")),
-                 st.dates(day("2008-01-01"), day("2008-09-30"))),
-       st.sampled_from([None, (-5, 3), (4, 9), (2, 200)]),
+                 st.dates(day("2007-01-01"), day("2008-09-30")),
+                 st.dates(day("2012-01-01"), day("2015-12-31"))),
+       st.lists(st.sampled_from(ATTESTATIONS), max_size=2),
        st.lists(st.tuples(st.integers(0, 60), st.sampled_from(["C1", "F20", "CP1", "N101"])),
                 min_size=1, max_size=12))
-# Each change on the stay's second day: the inpatient rate, the adult rate, a 16th
-# birthday, an attestation that starts, one that ends the day before.
-@example(day("2024-02-29"), 1, "inpatient", day("1980-01-01"), None, [(0, "C1"), (1, "C1")])
-@example(day("2024-05-31"), 1, "outpatient", day("1980-01-01"), None, [(0, "C1"), (1, "C1")])
-@example(day("2024-03-11"), 1, "outpatient", day("2008-03-12"), None, [(0, "C1"), (1, "C1")])
-@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), (1, 9), [(0, "C1"), (1, "C1")])
-@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), (-5, 0), [(0, "C1"), (1, "C1")])
+# Each change on the stay's second day: the inpatient rate, the adult rate, the minor rate,
+# a 16th birthday (outpatient and emergency), the exemption age falling from 18 to 16, an
+# attestation that starts, one that ends the day before, a second one that starts.
+@example(day("2024-02-29"), 1, "inpatient", day("1980-01-01"), [], [(0, "C1"), (1, "C1")])
+@example(day("2024-05-31"), 1, "outpatient", day("1980-01-01"), [], [(0, "C1"), (1, "C1")])
+@example(day("2024-04-14"), 1, "outpatient", day("2015-06-01"), [], [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("2008-03-12"), [], [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "emergency", day("2008-03-12"), [], [(0, "C1"), (1, "C1")])
+@example(day("2023-12-31"), 1, "outpatient", day("2007-06-01"), [], [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), [(1, 9)], [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), [(-5, 0)],
+         [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), [(-40, -30), (1, 9)],
+         [(0, "C1"), (1, "C1")])
+@example(day("2024-03-11"), 1, "outpatient", day("1980-01-01"), [(1, 9), (-40, -30)],
+         [(0, "C1"), (1, "C1")])
 def test_a_stays_lines_have_the_terms_of_their_own_day(
         admitted: date, length: int, kind: str, born: date,
-        tiers: tuple[int, int] | None, picks: list[tuple[int, str]]) -> None:
+        attestations: list[tuple[int, int]], picks: list[tuple[int, str]]) -> None:
     """A stay's lines share their terms across days unless something changes during the
     stay: a rate, the exemption age, an attestation, a birthday. Each line must be split
     as the same act priced alone on its day."""
-    attested = () if tiers is None else (
-        (admitted + timedelta(tiers[0]), admitted + timedelta(tiers[1])),)
+    attested = tuple((admitted + timedelta(start), admitted + timedelta(end))
+                     for start, end in attestations)
     stay = StayInfo(kind, admitted, admitted + timedelta(length),
                     social_tiers_payant=attested)
     patient = PatientInfo(born)
