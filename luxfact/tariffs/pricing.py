@@ -864,9 +864,9 @@ def _terms(index: _Index, stay: StayInfo, patient: PatientInfo, day: date,
 def _steady_terms(index: _Index, stay: StayInfo, patient: PatientInfo, first: date,
                   last: date) -> bool:
     """Whether `_terms` gives the same terms on every day from `first` to `last`: no
-    parameter it reads changes, no attestation starts or ends, no birthday changes whether
-    an outpatient is under the exemption age. A birthday in an outpatient's stay answers
-    no even when it changes nothing: the days are then simply taken one by one."""
+    parameter it reads changes, no attestation starts or ends, and outside a hospital stay
+    (where the exemption age counts) no birthday. A birthday answers no even when it changes
+    nothing: the days are then simply taken one by one."""
     if first == last:
         return True
     bounds = index.terms_bounds
