@@ -169,7 +169,7 @@ class Amounts(NamedTuple):
 # An `Amounts` as the engine holds it: the same fields in a plain tuple, its modifier parts
 # plain tuples too (see `Amounts`).
 _Row = tuple[Any, ...]
-_MODIFIER_PARTS = 9  # the position of `modifier_parts` in a row
+_MODIFIER_PARTS = Amounts._fields.index("modifier_parts")  # its position in a row
 
 
 def _named(row: _Row) -> Amounts:
@@ -1250,7 +1250,8 @@ def _participation_line(kind: str, runs: list[_Run]) -> ParticipationLine:
     periods = tuple(ExemptPeriod(first, last, reasons)
                     for first, last, _amount, reasons in runs if reasons)
     total = sum((last - first).days + 1 for first, last, _amount, _reasons in runs)
-    exempt, reasons = 0, ()
+    exempt = 0
+    reasons: tuple[str, ...] = ()
     if periods:  # most stays have none: no reasons to gather and order
         exempt = sum(period.days for period in periods)
         reasons = tuple(sorted({reason for period in periods for reason in period.reasons},
