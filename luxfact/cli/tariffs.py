@@ -1,5 +1,6 @@
 """`luxfact tariffs ...`: import the catalogue, look up a price."""
 
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -94,6 +95,8 @@ def price(
     """Explain the tariff price of an act on a date; the last line is the amount alone."""
     config = settings()
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", on):
+            raise ValueError(on)  # fromisoformat would also take 20230901 or 2023-W35-5
         day = date.fromisoformat(on)
     except ValueError:
         fail(f"--date {on!r} is not a date (YYYY-MM-DD)", 2)
@@ -104,7 +107,7 @@ def price(
 
     snapshot = run(_snapshot())
     try:
-        act = snapshot.act(code, day)
+        act = snapshot.act(code.strip().upper(), day)
         value, cote, row = snapshot.key_letter_value(act.key_letter, day)
     except cat.CatalogueError as exc:
         fail(str(exc))

@@ -3,6 +3,8 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
+# The most an amount column holds (a PostgreSQL integer of cents): 21,474,836.47 €.
+MAX_CENTS = 2**31 - 1
 
 
 def to_cents(amount: Decimal) -> int:

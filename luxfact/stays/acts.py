@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import event_values, record
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
-from luxfact.kit.money import cents_str, to_cents
+from luxfact.kit.money import MAX_CENTS, cents_str, from_cents, to_cents
 from luxfact.kit.time import utcnow
 from luxfact.patients.repository import PatientRepository
 from luxfact.stays.models import Act, Stay
@@ -128,6 +128,11 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
         line = pricing.price_act(snapshot, stay_info, patient_info, act)
     except cat.CatalogueError as exc:
         raise _pricing_error(exc) from None
+    if line.gross > from_cents(MAX_CENTS):
+        raise ValidationFailed(errors=[{
+            "field": "quantity" if act.quantity > 1 else "code",
+            "reason": f"the line would amount to {line.gross} €, over the most a line can "
+                      f"bill ({from_cents(MAX_CENTS)} €)"}])
     record_ = {k: _jsonable(v) for k, v in line.as_record().items()}
     record_["explanation"] = line.explain()
     return {"tariff_version": line.version_id, "gross_cents": to_cents(line.gross),

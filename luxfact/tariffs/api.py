@@ -34,7 +34,8 @@ async def get_act(ctx: Ctx) -> Response:
     query = ctx.query(ActQuery)
     day = query.date or _today()
     snapshot = await service.snapshot(ctx.session, ctx.tenant_id)
-    code = ctx.request.path_params["code"]
+    # Codes are upper case, and recording an act accepts one typed in lower case: so does this.
+    code = ctx.request.path_params["code"].strip().upper()
     try:
         act = snapshot.act(code, day)
         return json_response(act_price(snapshot, act, day))

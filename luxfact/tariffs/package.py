@@ -9,6 +9,7 @@ with the database (`service.diff`) and applied.
 
 import csv
 import hashlib
+import io
 import itertools
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from luxfact.kit.money import MAX_CENTS, from_cents
 from luxfact.tariffs.catalogue import PARAMETERS
 
 RULES_WITH_VALUE = {"max_per_day", "max_per_stay", "secondary_percent", "min_age", "max_age"}
@@ -25,11 +27,23 @@ RULES = RULES_WITH_VALUE | {"non_cumulable", "specialties", "stay_kinds"}
 STAY_KINDS = {"inpatient", "day_hospital", "outpatient", "emergency"}
 CATEGORIES = {"doctor", "nursing", "hospital", "supplement"}
 _DECIMAL = re.compile(r"^-?\d{1,12}(\.\d{1,8})?$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+# Control characters (NUL above all: PostgreSQL refuses it in text) have no place in a label.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# The nomenclature of hospitals' own prices (tariffs/service.py).
+RESERVED_NOMENCLATURE = "HOSPITAL-OWN"
+# Parameters that are percentages (at most 100) and counts (whole numbers); the others are
+# euros (at most two decimals), but for the first-class surcharge (a percentage with no cap).
+PERCENT_PARAMETERS = {"outpatient_rate_adult", "outpatient_rate_minor", "inpatient_rate"}
+COUNT_PARAMETERS = {"annual_day_cap", "exemption_age", "childbirth_exempt_days"}
+EURO_PARAMETERS = {"daily_participation_inpatient", "daily_participation_day_hospital"}
+COUNT_RULES = {"max_per_day", "max_per_stay", "min_age", "max_age"}
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,19}$")
 
 # file name -> (columns, required?)
 FILES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "nomenclatures.csv": (("nomenclature", "label_fr", "label_de", "category"), False),
+    # Required: a nomenclature's category decides who pays its acts (nothing is guessed).
+    "nomenclatures.csv": (("nomenclature", "label_fr", "label_de", "category"), True),
     "key_letters.csv": (("key_letter", "basis", "value", "valid_from", "valid_to"), True),
     "cotes.csv": (("valid_from", "cote"), True),
     "acts.csv": (("nomenclature", "code", "label_fr", "label_de", "coefficient", "key_letter",
@@ -71,6 +85,11 @@ class _FileReader:
         self.name = name
         self.problems = problems
         self.line = 1
+        self.unreadable = False  # refused whole: not UTF-8, not CSV, a bad header
+
+    def refuse(self, reason: str) -> None:
+        self.unreadable = True
+        self.problem(reason)
 
     def problem(self, reason: str) -> None:
         self.problems.append(Problem(self.name, self.line, reason))
@@ -82,6 +101,8 @@ class _FileReader:
             self.problem(f"{column} is empty")
         elif len(value) > max_length:
             self.problem(f"{column} is longer than {max_length} characters")
+        elif _CONTROL.search(value):
+            self.problem(f"{column} contains a control character")
         return value
 
     def code(self, row: dict[str, str], column: str, max_length: int = 20) -> str:
@@ -98,7 +119,11 @@ class _FileReader:
                 self.problem(f"{column} is empty")
             return None
         if not _DECIMAL.match(raw):
-            self.problem(f"{column} {raw!r} is not a decimal number (digits and a dot)")
+            if _NUMBER.match(raw):
+                self.problem(f"{column} {raw!r} has too many digits (at most 12 before the "
+                             "dot and 8 after)")
+            else:
+                self.problem(f"{column} {raw!r} is not a decimal number (digits and a dot)")
             return None
         try:
             value = Decimal(raw)
@@ -108,6 +133,10 @@ class _FileReader:
         if positive and value <= 0:
             self.problem(f"{column} must be greater than zero")
         return value
+
+    def whole(self, column: str, value: Decimal | None) -> None:
+        if value is not None and value != value.to_integral_value():
+            self.problem(f"{column} {value} must be a whole number")
 
     def day(self, row: dict[str, str], column: str, *, required: bool = True) -> date | None:
         raw = (row.get(column) or "").strip()
@@ -133,22 +162,43 @@ class _FileReader:
 
 def _rows(path: Path, columns: tuple[str, ...], reader: _FileReader,
           progress: Callable[[int], None] | None) -> Iterator[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = csv.DictReader(handle)
-        header = tuple(h.strip() for h in rows.fieldnames or ())
+    """The file's rows as dictionaries. A file that cannot be read is one problem at the
+    line where reading stopped, and the other files are still checked."""
+    data = path.read_bytes()
+    try:
+        # "utf-8-sig": a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        reader.line = data.count(b"\n", 0, exc.start) + 1
+        reader.refuse(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded "
+                       "(save the file as UTF-8)")
+        return
+    rows = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in rows.fieldnames or ()]
+        reader.line = 1
+        twice = sorted({h for h in header if h and header.count(h) > 1})
+        if twice:
+            reader.refuse(f"column(s) {', '.join(twice)} appear more than once in the header")
+            return
         missing = [c for c in columns if c not in header]
         if missing:
-            reader.line = 1
-            reader.problem(f"missing column(s) {', '.join(missing)}; expected {','.join(columns)}")
+            reader.refuse(f"missing column(s) {', '.join(missing)}; expected {','.join(columns)}")
             return
         for count, row in enumerate(rows, 1):
             reader.line = rows.line_num
             if None in row:
                 reader.problem("more values than columns")
                 continue
+            if None in row.values():
+                reader.problem("fewer values than columns")
+                continue
             yield {k.strip(): v for k, v in row.items() if k}
             if progress and count % 5000 == 0:
                 progress(5000)
+    except csv.Error as exc:
+        reader.line = rows.line_num
+        reader.refuse(f"not valid CSV: {exc}")
 
 
 def _check_overlaps(reader: _FileReader, periods: dict[Key, list[tuple[date, date | None, int]]],
@@ -211,12 +261,7 @@ def read_package(directory: Path, progress: Callable[[int], None] | None = None)
     package = Package(str(directory), digest.hexdigest(), problems=problems)
     if problems:
         return package
-    try:
-        _read_all(directory, package, progress)
-    except UnicodeDecodeError as exc:
-        problems.append(Problem("?", 0, f"not UTF-8 text: {exc}"))
-    except csv.Error as exc:
-        problems.append(Problem("?", 0, f"not valid CSV: {exc}"))
+    _read_all(directory, package, progress)
     return package
 
 
@@ -231,10 +276,18 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         reader = _FileReader(name, problems)
         for row in _rows(path, FILES[name][0], reader, progress):
             yield reader, row
+        if reader.unreadable:
+            unreadable.add(name)
+
+    # Files refused whole: what refers to them is not checked against them, so that one
+    # unreadable file is one problem, not one more on every row that names its codes.
+    unreadable: set[str] = set()
 
     nomenclatures: dict[Key, Row] = {}
     for r, row in each("nomenclatures.csv"):
         code = r.code(row, "nomenclature")
+        if code == RESERVED_NOMENCLATURE:
+            r.problem(f"nomenclature {code} is reserved for hospitals' own prices")
         category = r.text(row, "category")
         if category and category not in CATEGORIES:
             r.problem(f"category {category!r} is not one of {', '.join(sorted(CATEGORIES))}")
@@ -274,11 +327,12 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
     acts = _DatedRows("act")
     for r, row in each("acts.csv"):
         nomenclature = r.code(row, "nomenclature")
-        if nomenclatures and nomenclature and (nomenclature,) not in nomenclatures:
+        if nomenclature and (nomenclature,) not in nomenclatures and (
+                "nomenclatures.csv" not in unreadable):
             r.problem(f"unknown nomenclature {nomenclature!r} (not in nomenclatures.csv)")
         code = r.code(row, "code")
         letter = r.code(row, "key_letter", max_length=10)
-        if letter and letter not in known_letters:
+        if letter and letter not in known_letters and "key_letters.csv" not in unreadable:
             r.problem(f"unknown key letter {letter!r} (not in key_letters.csv)")
         coefficient = r.decimal(row, "coefficient")
         start, end = r.period(row)
@@ -296,9 +350,10 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
             if value == "*":
                 continue
             if value.startswith("@"):
-                if nomenclatures and (value[1:],) not in nomenclatures:
+                if (value[1:],) not in nomenclatures and (
+                        "nomenclatures.csv" not in unreadable):
                     r.problem(f"{column}: unknown nomenclature {value[1:]!r}")
-            elif value not in known_codes:
+            elif value not in known_codes and "acts.csv" not in unreadable:
                 r.problem(f"{column}: unknown act code {value!r}")
 
     rules = _DatedRows("rule")
@@ -320,6 +375,8 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         if rule == "stay_kinds" and (not others or set(others) - STAY_KINDS):
             r.problem(f"others: stay_kinds needs stay kinds among {', '.join(sorted(STAY_KINDS))}")
         value = r.decimal(row, "value", required=rule in RULES_WITH_VALUE)
+        if rule in COUNT_RULES:
+            r.whole("value", value)
         if rule == "secondary_percent" and value is not None and value > 100:
             r.problem("value: a secondary-act percentage is at most 100")
         start, end = r.period(row)
@@ -361,6 +418,12 @@ def _read_all(directory: Path, package: Package, progress: Callable[[int], None]
         value = r.decimal(row, "value", positive=False)
         if value is not None and value < 0:
             r.problem("value must not be negative")
+        elif name in PERCENT_PARAMETERS and value is not None and value > 100:
+            r.problem(f"value {value}: {name} is a percentage, at most 100")
+        elif name in COUNT_PARAMETERS:
+            r.whole("value", value)
+        elif name in EURO_PARAMETERS and value is not None and value != round(value, 2):
+            r.problem(f"value {value}: {name} is an amount in euros, at most 2 decimals")
         start, end = r.period(row)
         if start and name:
             parameters.add(r, (name,), start, end, {"name": name, "value": value})
@@ -378,21 +441,22 @@ def read_hospital_prices(path: Path) -> tuple[list[Row], list[Problem]]:
         return [], [Problem(path.name, 0, "file not found")]
     reader = _FileReader(path.name, problems)
     prices = _DatedRows("price")
-    try:
-        for row in _rows(path, HOSPITAL_PRICE_COLUMNS, reader, None):
-            code = reader.code(row, "code")
-            amount = reader.decimal(row, "amount", positive=False)
-            if amount is not None and (amount < 0 or amount != amount.quantize(Decimal("0.01"))):
-                reader.problem("amount must be a non-negative amount in euros with 2 decimals")
-                amount = None
-            start, end = reader.period(row)
-            if code and start and amount is not None:
-                prices.add(reader, (code,), start, end, {
-                    "code": code, "label_fr": reader.text(row, "label_fr"),
-                    "label_de": reader.text(row, "label_de", required=False),
-                    "label_en": reader.text(row, "label_en", required=False),
-                    "amount_cents": int(amount * 100),
-                })
-    except (UnicodeDecodeError, csv.Error) as exc:
-        problems.append(Problem(path.name, reader.line, f"unreadable: {exc}"))
+    for row in _rows(path, HOSPITAL_PRICE_COLUMNS, reader, None):
+        code = reader.code(row, "code")
+        amount = reader.decimal(row, "amount", positive=False)
+        if amount is not None and (amount < 0 or amount != amount.quantize(Decimal("0.01"))):
+            reader.problem("amount must be a non-negative amount in euros with 2 decimals")
+            amount = None
+        elif amount is not None and amount * 100 > MAX_CENTS:
+            reader.problem(f"amount is over the most a line can bill "
+                           f"({from_cents(MAX_CENTS)} €)")
+            amount = None
+        start, end = reader.period(row)
+        if code and start and amount is not None:
+            prices.add(reader, (code,), start, end, {
+                "code": code, "label_fr": reader.text(row, "label_fr"),
+                "label_de": reader.text(row, "label_de", required=False),
+                "label_en": reader.text(row, "label_en", required=False),
+                "amount_cents": int(amount * 100),
+            })
     return list(prices.finish().values()), problems

@@ -2,7 +2,7 @@
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,6 +37,13 @@ class TariffRepository:
     async def table(self, name: str) -> list[SQLModel]:
         model, _ = CATALOGUE[name]
         return list((await self.session.exec(select(model))).scalars().all())  # type: ignore[call-overload]
+
+    async def rows(self, name: str) -> list[Row]:
+        """A whole table as plain rows: what a cache may keep beyond this transaction (an
+        ORM instance is expired by its session's rollback and then fails when read)."""
+        model, _ = CATALOGUE[name]
+        table = model.__table__  # type: ignore[attr-defined]
+        return list((await self.session.execute(select(table))).all())
 
     async def version(self) -> int:
         """The newest applied import's id: changes whenever the catalogue does."""

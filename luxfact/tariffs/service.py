@@ -1,5 +1,6 @@
 """Tariff use cases: compare a package with the catalogue, apply it, build snapshots."""
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -15,11 +16,15 @@ from luxfact.kit.errors import ValidationFailed
 from luxfact.kit.memory import freeze_long_lived
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs.models import TariffImport, TenantPrice
-from luxfact.tariffs.package import Key, Package, Row
+from luxfact.tariffs.package import RESERVED_NOMENCLATURE, Key, Package, Row
 from luxfact.tariffs.repository import CATALOGUE, TariffRepository
 
-TENANT_NOMENCLATURE = "HOSPITAL-OWN"
-TENANT_KEY_LETTER = "EUR"
+TENANT_NOMENCLATURE = RESERVED_NOMENCLATURE
+# Not a code a tariff package can use (codes are A-Z, 0-9 and '_.-'): a national key letter
+# of the same name, such as the demo's EUR, would otherwise price the hospital's own items.
+TENANT_KEY_LETTER = "€"
+
+log = logging.getLogger("luxfact.tariffs")
 
 
 @dataclass
@@ -95,7 +100,9 @@ async def apply(session: AsyncSession, package: Package, changes: PackageDiff) -
             session.add(existing)
         for key in table.added:
             session.add(model(**staged[key]))
-    record = TariffImport(source=package.source, package_sha256=package.sha256,
+    # The column holds 500 characters: a longer path keeps its end, the package's own name.
+    source = package.source if len(package.source) <= 500 else "…" + package.source[-499:]
+    record = TariffImport(source=source, package_sha256=package.sha256,
                           summary=changes.summary())
     session.add(record)
     await session.flush()
@@ -127,12 +134,19 @@ def build_snapshot(
         nomenclatures[TENANT_NOMENCLATURE] = cat.Nomenclature(
             TENANT_NOMENCLATURE, "Prestations propres de l'établissement",
             "Eigene Leistungen des Krankenhauses", "supplement")
-        letters.setdefault(TENANT_KEY_LETTER, [cat.KeyLetterValue(
-            date(1900, 1, 1), None, TENANT_KEY_LETTER, "eur", Decimal("1.0000"))])
+        letters[TENANT_KEY_LETTER] = [cat.KeyLetterValue(
+            date(1900, 1, 1), None, TENANT_KEY_LETTER, "eur", Decimal("1.0000"))]
+        own: dict[str, list[cat.ActVersion]] = {}
         for p in tenant_prices:
-            acts.setdefault(p.code, []).append(cat.ActVersion(
+            own.setdefault(p.code, []).append(cat.ActVersion(
                 p.valid_from, p.valid_to, TENANT_NOMENCLATURE, p.code, p.label_fr, p.label_de,
                 Decimal(p.amount_cents) / 100, TENANT_KEY_LETTER))
+        # A national import may later bring a code the hospital already sells (its price
+        # list refuses national codes only when it is loaded): the hospital's own price then
+        # stands for that code in its snapshot, never a mix of both.
+        for code in sorted(own.keys() & acts.keys()):
+            log.warning("hospital price %s shadows the national act of the same code", code)
+        acts.update(own)
     modifiers: dict[str, list[cat.Modifier]] = {}
     for r in tables["tariff_modifiers"]:
         modifiers.setdefault(r.code, []).append(cat.Modifier(
@@ -189,7 +203,7 @@ async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) ->
     tables = _tables_cache.get(version)
     if tables is None:
         _tables_cache.clear()
-        tables = {name: await repo.table(name) for name in CATALOGUE}
+        tables = {name: await repo.rows(name) for name in CATALOGUE}
         _tables_cache[version] = tables
         freeze_long_lived()  # the catalogue lives as long as its version: once per version
     prices = await repo.tenant_prices(tenant_id) if tenant_id else []

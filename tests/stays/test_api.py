@@ -1,12 +1,16 @@
 """Stays, movements and acts over the API, for the personas of two hospitals."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 
 from luxfact.auth.roles import Role
+from luxfact.db.engine import Database
+from luxfact.kit import context
+from luxfact.kit.money import MAX_CENTS
+from luxfact.tariffs.service import replace_hospital_prices
 from tests.conftest import Hospital, Hospitals
 from tests.patients.test_api import create as create_patient
 
@@ -276,3 +280,27 @@ async def test_act_not_allowed_for_the_stay_kind(client: httpx.AsyncClient,
     ok = await act(client, hospitals.a, inpatient, code="F20", performer="12345678",
                    specialty="internal_medicine")
     assert ok.status_code == 201, ok.text
+
+
+async def test_a_line_over_what_an_amount_holds_is_refused(
+    client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database
+) -> None:
+    # The hospital's own item at the most one line can bill: twice that is refused, clearly,
+    # where the database would have refused the amount with a 500.
+    with context.tenant_scope(hospitals.a.id):
+        async with owner_db.transaction() as session:
+            await replace_hospital_prices(session, hospitals.a.id, [{
+                "code": "A-MAX", "valid_from": date(2019, 1, 1), "valid_to": None,
+                "label_fr": "Maximum", "label_de": "Maximum", "label_en": "Maximum",
+                "amount_cents": MAX_CENTS}])
+    stay = await admit(client, hospitals.a)
+    once = await act(client, hospitals.a, stay, code="A-MAX")
+    assert once.status_code == 201, once.text
+    assert once.json()["gross"] == "21474836.47"
+    twice = await act(client, hospitals.a, stay, code="A-MAX", quantity=2)
+    assert twice.status_code == 422, twice.text
+    error = twice.json()["errors"][0]
+    assert error["field"] == "quantity" and "42949672.94" in error["reason"]
+    listed = await client.get(f"/api/v1/stays/{stay['id']}/acts",
+                              headers=hospitals.a.auth(Role.clerk))
+    assert [a["code"] for a in listed.json()["items"]] == ["A-MAX"]

@@ -50,6 +50,8 @@ async def test_unknown_code_is_404_and_invalid_date_is_422(
     assert body["versions"] == ["2019-01-01..2022-12-31", "2023-01-01.."]
     bad = await client.get("/api/v1/tariffs/acts/C1?date=yesterday", headers=clerk)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.date"
+    lower = await client.get("/api/v1/tariffs/acts/n101?date=2023-09-01", headers=clerk)
+    assert lower.status_code == 200 and lower.json()["code"] == "N101"
 
 
 async def test_without_a_date_today_is_used(
@@ -83,16 +85,38 @@ async def test_hospital_prices_are_seen_by_their_hospital_only(
     with context.tenant_scope(hospitals.a.id):
         async with owner_db.transaction() as session:
             await replace_hospital_prices(session, hospitals.a.id, [{
-                "code": "A-TV", "valid_from": date(2019, 1, 1), "valid_to": None,
+                "code": "A-TV", "valid_from": date(2015, 1, 1), "valid_to": None,
                 "label_fr": "Télévision", "label_de": "Fernsehen", "label_en": "TV",
                 "amount_cents": 350}])
-    own = await client.get("/api/v1/tariffs/acts/A-TV?date=2024-01-01",
-                           headers=hospitals.a.auth(Role.clerk))
-    assert own.status_code == 200
-    assert own.json()["unit_price"] == "3.50" and own.json()["category"] == "supplement"
+    # 2016: before the national catalogue's own euro key letter (2019): a hospital's prices
+    # are in euros whatever that catalogue says.
+    for day in ("2016-06-01", "2024-01-01"):
+        own = await client.get(f"/api/v1/tariffs/acts/A-TV?date={day}",
+                               headers=hospitals.a.auth(Role.clerk))
+        assert own.status_code == 200, own.text
+        assert own.json()["unit_price"] == "3.50" and own.json()["category"] == "supplement"
     other = await client.get("/api/v1/tariffs/acts/A-TV?date=2024-01-01",
                              headers=hospitals.b.auth(Role.clerk))
     assert other.status_code == 404
     search = await client.get("/api/v1/tariffs/acts?q=tele&date=2024-01-01",
                               headers=hospitals.b.auth(Role.clerk))
     assert "A-TV" not in search.text
+
+
+async def test_a_refused_look_up_leaves_the_cached_catalogue_usable(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    # The request that loads a catalogue version ends in an error, so its transaction is
+    # rolled back; the tables it cached must still build the next hospital's snapshot.
+    from luxfact.tariffs import service as tariffs
+
+    tariffs._tables_cache.clear()
+    tariffs._cache.clear()
+    unknown = await client.get("/api/v1/tariffs/acts/NOPE?date=2024-01-01",
+                               headers=hospitals.a.auth(Role.clerk))
+    assert unknown.status_code == 404
+    for hospital in (hospitals.b, hospitals.a):
+        tariffs._cache.clear()  # as when a hospital's prices are older than their TTL
+        found = await client.get("/api/v1/tariffs/acts/N101?date=2024-01-01",
+                                 headers=hospital.auth(Role.clerk))
+        assert found.status_code == 200 and found.json()["unit_price"] == "19.30"

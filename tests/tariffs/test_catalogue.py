@@ -1,7 +1,9 @@
 """The tariff catalogue: dated look-ups, key-letter values scaled by the cote, unit prices."""
 
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -24,6 +26,9 @@ from luxfact.tariffs.catalogue import (
     UnknownModifier,
     unit_price,
 )
+from luxfact.tariffs.models import TenantPrice
+from luxfact.tariffs.repository import CATALOGUE
+from luxfact.tariffs.service import TENANT_NOMENCLATURE, build_snapshot
 
 D = Decimal
 day = date.fromisoformat
@@ -228,3 +233,33 @@ def test_each_version_applies_exactly_on_its_days(lengths: list[int], gaps: list
         assert found is not version and found.valid_from == after
     with pytest.raises(CodeNotValidOnDate):
         snapshot.act("N1", versions[0].valid_from - timedelta(1))
+
+
+def test_a_hospitals_own_prices_stand_apart_from_the_national_tables() -> None:
+    # A national euro key letter that changes, and a national code a hospital already sold
+    # as its own item (its price list refuses national codes only when it is loaded).
+    def national(**columns: object) -> SimpleNamespace:
+        return SimpleNamespace(valid_to=None, label_fr="x", label_de="x", **columns)
+
+    tables: dict[str, list[object]] = {name: [] for name in CATALOGUE}
+    tables["tariff_key_letters"] = [
+        SimpleNamespace(key_letter="EUR", basis="eur", value=D(value), valid_from=day(start),
+                        valid_to=None if end is None else day(end))
+        for start, end, value in (("2019-01-01", "2024-12-31", "1.0000"),
+                                  ("2025-01-01", None, "1.0250"))]
+    tables["tariff_acts"] = [
+        national(code=code, valid_from=day("2019-01-01"), nomenclature="CP",
+                 coefficient=D("10.00"), key_letter="EUR") for code in ("CP9", "TV")]
+    own = [TenantPrice(tenant_id=uuid.uuid4(), code=code, valid_from=day("2015-01-01"),
+                       label_fr=code, label_de=code, amount_cents=350)
+           for code in ("PARK", "TV")]
+    snapshot = build_snapshot(tables, own)
+
+    def price(code: str, on: str) -> Decimal:
+        act = snapshot.act(code, day(on))
+        return unit_price(act.coefficient, snapshot.key_letter_value(act.key_letter, day(on))[0])
+
+    assert price("CP9", "2025-06-01") == D("10.25")  # the national item follows its letter
+    for code in ("PARK", "TV"):
+        assert [price(code, on) for on in ("2016-06-01", "2025-06-01")] == [D("3.50")] * 2
+    assert [v.nomenclature for v in snapshot.acts["TV"]] == [TENANT_NOMENCLATURE]

@@ -110,5 +110,27 @@ def test_price_errors_are_clear(cli_env: dict[str, str]) -> None:
     assert "C1 is not valid on 2018-06-01; its versions: 2019-01-01..2022-12-31" in not_valid.output
     bad_date = tariffs(cli_env, "price", "C1", "--date", "June")
     assert bad_date.exit_code == 2
+    for other_form in ("20230901", "2023-W35-5"):  # ISO forms, but not the one asked for
+        assert tariffs(cli_env, "price", "C1", "--date", other_form).exit_code == 2
+    lower = tariffs(cli_env, "price", "n101", "--date", "2023-09-01")
+    assert lower.exit_code == 0 and lower.output.strip().splitlines()[-1] == "19.30"
     zero = tariffs(cli_env, "price", "C1", "--date", "2024-01-01", "--quantity", "0")
     assert zero.exit_code == 2
+
+
+def test_a_package_deep_in_the_file_system_is_recorded_by_its_end(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The import's record keeps 500 characters of the path: PostgreSQL refused a longer one
+    # after the package had been checked and shown.
+    deep = tmp_path / ("d" * 200) / ("e" * 200) / ("f" * 150) / "pkg"
+    shutil.copytree(DEMO_PACKAGE, deep)
+    with (deep / "cotes.csv").open("a", encoding="utf-8") as cotes:
+        cotes.write("2031-01-01,999.99\n")
+    try:
+        applied = tariffs(cli_env, "import", str(deep), "--yes")
+        assert applied.exit_code == 0 and "applied" in applied.output, applied.output
+    finally:
+        restored = tariffs(cli_env, "import", str(DEMO_PACKAGE), "--yes")
+        assert restored.exit_code == 0, restored.output
+    assert "- cotes 2031-01-01" in restored.output

@@ -52,6 +52,15 @@ def test_the_demo_package_is_valid_and_covers_2019_on() -> None:
     ("modifiers.csv", "Y,Test,,10,*,maybe,2019-01-01,", "patient_only 'maybe'"),
     ("parameters.csv", "happiness,1,2019-01-01,", "unknown parameter 'happiness'"),
     ("parameters.csv", "annual_day_cap,31,2024-01-01,", "validity overlaps"),
+    ("acts.csv", "MED,X10,Acte,,99999999999999,M,2019-01-01,", "has too many digits"),
+    ("acts.csv", "MED,X11,Ac\x00te,,1.00,M,2019-01-01,", "label_fr contains a control"),
+    ("acts.csv", "MED,X12,Acte,,1.00", "fewer values than columns"),
+    ("nomenclatures.csv", "HOSPITAL-OWN,Propres,,supplement", "reserved for hospitals' own"),
+    ("rules.csv", "max_per_day,C2,,1.5,2030-01-01,", "value 1.5 must be a whole number"),
+    ("parameters.csv", "inpatient_rate,150,2030-01-01,", "a percentage, at most 100"),
+    ("parameters.csv", "annual_day_cap,30.5,2030-01-01,", "must be a whole number"),
+    ("parameters.csv", "daily_participation_inpatient,19.925,2030-01-01,",
+     "an amount in euros, at most 2 decimals"),
 ])
 def test_each_bad_row_is_reported_with_file_and_line(
     package: Path, file: str, line: str, reason: str
@@ -83,10 +92,43 @@ def test_missing_file_and_missing_column(package: Path) -> None:
     assert problem.file == "cotes.csv" and problem.line == 1 and "cote" in problem.reason
 
 
-def test_not_utf8_is_refused(package: Path) -> None:
+def test_not_utf8_is_refused_at_its_line_and_other_files_still_checked(package: Path) -> None:
+    before = (package / "acts.csv").read_bytes()
     bad_line = "MED,X1,Acte \xe9,,1.00,M,2019-01-01,\n".encode("latin-1")
-    (package / "acts.csv").write_bytes((package / "acts.csv").read_bytes() + bad_line)
-    assert "UTF-8" in read_package(package).problems[0].reason
+    (package / "acts.csv").write_bytes(before + bad_line)
+    append(package / "cotes.csv", "yesterday,900")
+    problems = read_package(package).problems
+    unreadable = next(p for p in problems if "UTF-8" in p.reason)
+    assert (unreadable.file, unreadable.line) == ("acts.csv", before.count(b"\n") + 1)
+    assert "0xe9" in unreadable.reason
+    assert any(p.file == "cotes.csv" and "not a date" in p.reason for p in problems)
+
+
+def test_a_byte_order_mark_is_read_as_nothing(package: Path) -> None:
+    plain = read_package(package)
+    path = package / "acts.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a spreadsheet's "CSV UTF-8"
+    marked = read_package(package)
+    assert marked.problems == []
+    assert marked.tables == plain.tables
+
+
+def test_a_column_named_twice_is_refused(package: Path) -> None:
+    path = package / "acts.csv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([header + ",coefficient", *(r + ",25.5" for r in rows)]) + "\n",
+                    encoding="utf-8")
+    problems = read_package(package).problems
+    assert [(p.file, p.line) for p in problems] == [("acts.csv", 1)]
+    assert "coefficient appear more than once" in problems[0].reason
+
+
+def test_a_package_without_nomenclatures_is_refused(package: Path) -> None:
+    # Their categories decide who pays each act: without them nothing may be guessed.
+    (package / "nomenclatures.csv").unlink()
+    problem = read_package(package).problems[0]
+    assert (problem.file, problem.reason) == ("nomenclatures.csv",
+                                              "file missing from the package")
 
 
 def test_hospital_prices(tmp_path: Path) -> None:
@@ -98,3 +140,14 @@ def test_hospital_prices(tmp_path: Path) -> None:
     rows, problems = read_hospital_prices(path)
     assert [(p.line, p.reason.split(" ")[0]) for p in problems] == [(3, "amount"), (4, "price")]
     assert rows[0]["amount_cents"] == 350
+
+
+def test_a_hospital_price_over_what_a_line_holds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("code,label_fr,label_de,label_en,amount,valid_from,valid_to\n"
+                    "MAX,Maximum,,,21474836.47,2019-01-01,\n"
+                    "OVER,Trop,,,21474836.48,2019-01-01,\n", encoding="utf-8")
+    rows, problems = read_hospital_prices(path)
+    assert [r["code"] for r in rows] == ["MAX"]
+    assert [(p.line, "over the most a line can bill" in p.reason) for p in problems] == [
+        (3, True)]
