@@ -39,8 +39,22 @@ async def receive_message(ctx: Ctx) -> Response:
     media = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in MEDIA_TYPES:
         raise UnsupportedMediaType(f"Send one HL7 v2 message as {ER7} or text/plain.")
-    received = await service.receive(ctx.session, ctx.tenant_id, await ctx.request.body(),
-                                     channel="http")
+    body = await ctx.request.body()
+    parsed: parse.Parsed | None = None
+    rejection: parse.Rejected | None = None
+    if len(body) > parse.MAX_BYTES:  # as over MLLP: answered AR, its beginning kept
+        rejection = parse.TransportRejected(
+            f"the message is over {parse.MAX_BYTES} bytes ({len(body)}): not processed",
+            parse.Location("MSH"), parse.DATA_TYPE, parse.header_of(body))
+    else:
+        try:
+            parsed = parse.read(body)
+        except parse.Rejected as exc:
+            rejection = exc
+    received = await service.receive(ctx.session, ctx.tenant_id, body[:parse.KEPT_BYTES]
+                                     if len(body) > parse.MAX_BYTES else body,
+                                     channel="http", parsed=parsed, rejection=rejection,
+                                     size=len(body))
     payload, charset = received.encoded(), received.charset
     return Response(payload, media_type=f"{media}; charset={charset}")
 

@@ -30,9 +30,9 @@ from luxfact.kit.time import LUXEMBOURG, utcnow
 from luxfact.tenancy.models import Tenant
 
 START, END = b"\x0b", b"\x1c\x0d"
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = parse.MAX_BYTES
 # What is kept of a message that is refused for its size or its framing.
-KEPT_BYTES = 64 * 1024
+KEPT_BYTES = parse.KEPT_BYTES
 READ_SIZE = 64 * 1024
 FACILITY_TTL = 30.0
 
@@ -182,6 +182,11 @@ class Listener:
                 frame_.add(buffer[:restart])
                 del buffer[:restart]
                 in_frame = False
+                if not frame_.kept().strip():
+                    # Start blocks one after another hold no message: nothing to answer or
+                    # keep (a peer sending megabytes of them would otherwise get, and leave
+                    # in the log, one rejection each).
+                    continue
                 await self._answer(writer, frame_.kept(), parse.TransportRejected(
                     "a start block (0x0B) came before the end of the message (0x1C 0x0D)",
                     parse.Location("MSH"), parse.SEGMENT_SEQUENCE), frame_.size)
@@ -212,7 +217,11 @@ class Listener:
         try:
             text, code, charset, kind = await self._process(info, payload, rejection, size)
             writer.write(frame(text.encode(charset, errors="replace")))
-            await writer.drain()
+            try:
+                # A peer that stops reading its ACKs is idle too: its connection is closed.
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
+            except TimeoutError:
+                raise ConnectionError("the peer does not read its acknowledgements") from None
             log.info("MLLP %s %s", kind or "?", code, extra={"fields": {
                 "route": "mllp", "message_type": kind, "ack": code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)}})
@@ -225,7 +234,7 @@ class Listener:
         parsed: parse.Parsed | None = None
         header: parse.Header | None = None
         if rejection is not None:
-            header = _header_of(payload)
+            header = parse.header_of(payload)
             rejection.header = header
         else:
             try:
@@ -275,16 +284,6 @@ class Listener:
                            "deliver it again, or ask the hospital's administrator"), \
                 acks.REJECT, charset, kind
         return received.ack, received.code, received.charset, kind
-
-
-def _header_of(payload: bytes) -> parse.Header | None:
-    """The header of a message refused for its framing or size, for its ACK, if readable."""
-    try:
-        return parse.read(payload[:KEPT_BYTES].split(b"\x1c")[0]).header
-    except parse.Rejected as exc:
-        return exc.header
-    except Exception:
-        return None
 
 
 def _reject(header: parse.Header | None, reason: str,

@@ -65,6 +65,16 @@ ERROR_TEXTS = {
 CHARSETS = {"": None, "ASCII": "ascii", "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8",
             "8859/1": "latin-1", "8859/15": "iso8859-15", "UNICODE": "utf-8"}
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+# Characters no field of ours may hold once decoded (a \X00\ or \X0D\ sequence): PostgreSQL
+# refuses NUL in text, and a line break or escape code in a name or an id is never meant.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Formatting commands (2.10.6) say how to lay text out, which none of our fields is: each is
+# read as one space at most, never as many as its count asks (\.sk1000000000\ would be a
+# gigabyte of spaces), and highlighting (\H\, \N\) as nothing.
+_FORMATTING = {".br": " ", ".sp": " ", ".ce": " ", ".in": " ", ".ti": " ", ".sk": " ",
+               ".fi": "", ".nf": ""}
+# A quantity (NM): a whole number, "2.0" allowed, nothing else ("1e2", "inf", "nan", "٢").
+_WHOLE = re.compile(r"^\+?0*(\d{1,6})(?:\.0*)?$", re.ASCII)
 _TS = re.compile(r"^(\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?)"
                  r"([+-]\d{4})?$")
 
@@ -104,6 +114,9 @@ class Rejected(MessageProblem):
 
     # Refused for how it was delivered (framing, size) rather than for its content.
     transport = False
+    # Its header was read from the raw MSH line, the library having failed on it: enough to
+    # echo MSH-10 and find the hospital, not to hold the control id (see `raw_header`).
+    header_from_raw = False
 
 
 class TransportRejected(Rejected):
@@ -179,8 +192,82 @@ def normalise(text: str) -> str:
     return "\r".join(segment for segment in text.split("\r") if segment.strip())
 
 
+# The largest message taken (MLLP and HTTP alike): an ADT or DFT is a few kilobytes, and the
+# library's containers take some two hundred times a message's size in memory.
+MAX_BYTES = 1024 * 1024
+# What is kept of a message refused for its size: enough for its header and the log.
+KEPT_BYTES = 64 * 1024
+# Fields, components, repetitions and subcomponents a message may have: the library takes
+# some 6 µs for each (a megabyte of short segments, 3 s, during which the listener serves
+# no one else; a thread does not help, the parse holding the interpreter). A DFT of fifty
+# charges has about 2,000.
+MAX_PIECES = 20_000
+
+
+def header_of(payload: bytes) -> Header | None:
+    """The header of a message refused for its framing or size, for its ACK, if readable."""
+    try:
+        return read(payload[:KEPT_BYTES].split(b"\x1c")[0]).header
+    except Rejected as exc:
+        return exc.header
+    except Exception:  # the library raises several kinds on malformed input
+        return None
+
+
 def read(raw: bytes) -> Parsed:
-    """One message read with the library, its header checked; `Rejected` otherwise."""
+    """One message read with the library, its header checked; `Rejected` otherwise.
+
+    A rejection carries the header whenever it can be read, from the raw MSH line if the
+    library could not read it: the ACK then echoes MSH-10 and the message is kept under its
+    hospital."""
+    try:
+        return _read(raw)
+    except Rejected as exc:
+        if exc.header is None:
+            exc.header = raw_header(raw)
+            exc.header_from_raw = exc.header is not None
+        raise
+
+
+def raw_header(raw: bytes) -> Header | None:
+    """MSH read from its bytes with no library and no escape sequences decoded, each field
+    cut to its limit and stripped of control characters: for a message whose header the
+    library could not read (a field too long, a bad character set, a NUL elsewhere)."""
+    first = re.split(rb"\r\n|\r|\n", raw.lstrip(b"\xef\xbb\xbf \t\r\n"), maxsplit=1)[0]
+    text = first[:4096].decode("latin-1")
+    if not text.startswith("MSH"):
+        return None
+    try:
+        separator, encoding = _delimiters(text)
+    except Rejected:
+        return None
+    fields = text.split(separator)
+
+    def field(number: int, component: int = 1, limit: int = 100) -> str:
+        value = fields[number - 1] if number - 1 < len(fields) else ""  # MSH-1 is the separator
+        parts = value.split(encoding[1])[0].split(encoding[0])
+        value = parts[component - 1] if component - 1 < len(parts) else ""
+        # Escape sequences left out, not decoded: decoding is what failed (the ACK would
+        # otherwise escape their escape character a second time).
+        escape = re.escape(encoding[2])
+        value = re.sub(f"{escape}[^{escape}]*{escape}", "", value)
+        return _CONTROL.sub("", value).strip()[:limit]
+
+    try:
+        raw.decode("utf-8")
+        charset = "utf-8"
+    except UnicodeDecodeError:
+        charset = "latin-1"
+    return Header(
+        field_separator=separator, encoding_characters=encoding,
+        sending_application=field(3), sending_facility=field(4) or field(4, 2),
+        receiving_application=field(5), receiving_facility=field(6),
+        message_type=field(9, limit=3).upper(), trigger=field(9, 2, limit=3).upper(),
+        control_id=field(10), processing_id=field(11, limit=3).upper(),
+        version=field(12, limit=10), charset=charset)
+
+
+def _read(raw: bytes) -> Parsed:
     if not raw.strip():
         raise Rejected("the message is empty", Location("MSH"), SEGMENT_SEQUENCE)
     text, charset = decode(raw)
@@ -192,6 +279,11 @@ def read(raw: bytes) -> Parsed:
         raise Rejected("the message does not start with an MSH segment", Location("MSH"),
                        SEGMENT_SEQUENCE)
     separator, encoding = _delimiters(text)
+    pieces = sum(text.count(c) for c in (separator, encoding[0], encoding[1], encoding[3]))
+    if pieces > MAX_PIECES:
+        raise Rejected(f"the message has {pieces} fields and components, more than the "
+                       f"{MAX_PIECES} a message may have: send it as several messages",
+                       Location("MSH"), SEGMENT_SEQUENCE)
     segments = text.split("\r")
     problem: Rejected | None = None
     if sum(1 for s in segments if s[:4] == "MSH" + separator) > 1:
@@ -306,7 +398,16 @@ class Fields:
         leaf = _leaf(self.segment, field_no, repetition, component, subcomponent)
         if leaf in ("", '""'):
             return ""
-        value = unescape(self.segment, leaf, self.charset).strip()
+        try:
+            value = unescape(self.segment, leaf, self.charset).strip()
+        except ValueError:  # the library's reading of a malformed sequence
+            raise Refused(f"{self.where(field_no, component if component > 1 else None)}: "
+                          "an escape sequence cannot be read", self.where(field_no, component),
+                          DATA_TYPE) from None
+        if _CONTROL.search(value):
+            raise Refused(f"{self.where(field_no, component if component > 1 else None)}: "
+                          "contains a control character", self.where(field_no, component),
+                          DATA_TYPE)
         if limit is not None and len(value) > limit:
             raise Refused(f"{self.where(field_no, component if component > 1 else None)}: "
                           f"longer than {limit} characters",
@@ -401,7 +502,10 @@ def unescape(container: Any, text: str, charset: str = "utf-8") -> str:
             out.append(pending.decode(charset, errors="replace"))
             pending.clear()
         if n % 2 == 1:
-            out.append(hl7.util.unescape(container, esc + part + esc) if part else "")
+            if part[:1] == ".":
+                out.append(_FORMATTING.get(part[:3], ""))
+            elif part not in ("", "H", "N"):
+                out.append(hl7.util.unescape(container, esc + part + esc))
         else:
             out.append(part)
     if pending:
@@ -417,13 +521,13 @@ def to_datetime(value: str, where: str) -> datetime:
                       "(YYYYMMDD[HHMM[SS]][+/-ZZZZ])", None, DATA_TYPE)
     try:
         moment = parse_datetime(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=LUXEMBOURG)
+        else:  # 9999-12-31 23:59 at -12:00 is past the last day a datetime holds
+            moment = moment.astimezone(LUXEMBOURG)
     except (ValueError, OverflowError):
         raise Refused(f"{where}: {value[:30]!r} is not a valid date-time", None,
                       DATA_TYPE) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=LUXEMBOURG)
-    else:
-        moment = moment.astimezone(LUXEMBOURG)
     if not 1850 <= moment.year <= 2200:
         raise Refused(f"{where}: the year is not plausible", None, DATA_TYPE)
     return moment
@@ -723,14 +827,11 @@ def _charge(ft1: Fields) -> ChargeData:
     values["code"] = code
     quantity = ft1.text(10)
     if quantity:
-        try:
-            number = float(quantity)
-        except ValueError:
-            number = -1
-        if number != int(number) or number < 1:
+        whole = _WHOLE.match(quantity)
+        if whole is None or int(whole[1]) < 1:
             raise Refused(f"{ft1.where(10)}: quantity {quantity[:10]!r} is not a whole "
                           "number of 1 or more", ft1.where(10), DATA_TYPE)
-        values["quantity"] = int(number)
+        values["quantity"] = int(whole[1])
     performer = ft1.text(20, 1, 1)
     if performer:
         values["performer"] = performer

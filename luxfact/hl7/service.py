@@ -132,9 +132,9 @@ async def receive(session: AsyncSession, tenant_id: uuid.UUID, raw: bytes, *,
     message_id = uuid.uuid4()
     now = _now()
     row = _log_row(message_id, header, channel, raw, size, now)
-    if rejection is not None and rejection.transport:
-        # Refused for how it came (too large, badly framed), not for what it says: its
-        # control id stays free for a good delivery.
+    if rejection is not None and (rejection.transport or rejection.header_from_raw):
+        # Refused for how it came (too large, badly framed), not for what it says, or with a
+        # header the library could not read: its control id stays free for a good delivery.
         row["control_id"] = None
     charset = header.charset if header else "utf-8"
     if row["control_id"]:
@@ -309,7 +309,8 @@ def _event(parsed: Parsed) -> Event | Outcome:
         return parse.interpret(parsed, today)
     except Refused as exc:
         return _refused(exc)
-    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError,
+            ArithmeticError) as exc:
         # A structure the mapping did not foresee: the message's problem, not a crash.
         return Outcome(acks.ERROR, f"the message's segments cannot be read "
                        f"({type(exc).__name__})", parse.DATA_TYPE)

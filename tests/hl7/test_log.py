@@ -7,13 +7,16 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import update
 
+from luxfact.app import create_app
 from luxfact.auth.roles import Role
 from luxfact.db.engine import Database
 from luxfact.hl7.models import HL7Message
 from luxfact.kit import context
 from luxfact.kit.time import utcnow
+from luxfact.settings import Settings
 from tests.cli.test_commands import invoke
 from tests.conftest import Hospitals
 from tests.hl7 import messages as m
@@ -102,6 +105,47 @@ async def test_a_message_over_the_body_limit_is_413(
         **hospitals.a.auth(Role.integration), "content-type": ER7})
     assert response.status_code == 413
     assert await messages(client, hospitals.a) == []
+
+
+async def test_a_message_over_the_hl7_limit_is_answered_ar_as_over_mllp(
+    settings: Settings, hospitals: Hospitals
+) -> None:
+    # Under the body limit (5 MB by default), over what a message may be (1 MB).
+    app = create_app(settings.model_copy(update={"max_body_bytes": 5 * 1024 * 1024}))
+    async with LifespanManager(app) as manager, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),  # type: ignore[arg-type]
+            base_url="http://testserver") as client:
+        matricule = m.new_matricule()
+        raw = (m.admit("BIGHTTP", matricule, "V1") + b"NTE|1||" + b"x" * (2 * 1024 * 1024)
+               + b"\r")
+        ack = await send(client, hospitals.a, raw)
+        assert code(ack) == "AR" and "over 1048576 bytes" in reason(ack)
+        assert segment(ack, "MSA")[2] == "BIGHTTP"
+        kept = await messages(client, hospitals.a, status="rejected")
+        assert kept[0]["size"] == len(raw) and len(kept[0]["raw"]) <= 64 * 1024
+        # Its control id stays free: delivered again at its normal size, it is applied.
+        again = await send(client, hospitals.a, m.admit("BIGHTTP", matricule, "V1"))
+        assert code(again) == "AA"
+
+
+async def test_values_the_library_could_not_take_are_refused_not_crashed(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    # Each was a 500 (or an AR "internal error" over MLLP), nothing kept.
+    matricule = m.new_matricule()
+    assert code(await send(client, hospitals.a, m.admit("ADM", matricule, "V1"))) == "AA"
+    for n, (quantity, moment, field) in enumerate([
+            ("inf", "20260302100000", "FT1-10"), ("1e400", "20260302100000", "FT1-10"),
+            ("1", "99991231235959-1200", "FT1-4")]):
+        dft = m.message(m.msh("DFT^P03", f"DFT{n}"), m.pid(matricule), m.pv1("V1"),
+                        m.ft1("N101", moment, quantity=quantity))
+        ack = await send(client, hospitals.a, dft)
+        assert code(ack) == "AE" and field in reason(ack), ack
+    nul = m.admit("N\\X00\\UL", m.new_matricule(), "V2")
+    ack = await send(client, hospitals.a, nul)
+    assert code(ack) == "AR" and "MSH-10: contains a control character" in reason(ack)
+    assert "\x00" not in ack
+    assert len(await messages(client, hospitals.a, status="error")) == 3
 
 
 async def test_a_repeated_control_id_is_applied_once(

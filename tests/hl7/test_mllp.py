@@ -242,7 +242,7 @@ async def test_a_start_block_without_end_is_closed_after_the_idle_timeout(
         await busy.close()
 
 
-async def test_a_message_over_10_mb_is_refused_and_nothing_else_closes(
+async def test_a_message_of_10_mb_is_refused_and_nothing_else_closes(
     app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
     a, matricule = hospitals.a, m.new_matricule()
@@ -251,7 +251,7 @@ async def test_a_message_over_10_mb_is_refused_and_nothing_else_closes(
         bystander = await Connection.open(port)
         conn = await Connection.open(port)
         ack = await conn.send(huge)
-        assert code(ack) == "AR" and "over 10485760 bytes" in reason(ack)
+        assert code(ack) == "AR" and "over 1048576 bytes" in reason(ack)
         assert segment(ack, "MSA")[2] == "BIG"  # the header is still read for the ACK
         assert code(await bystander.send(m.admit("B1", m.new_matricule(), "V2"))) == "AA"
         # Its control id stays free: the message delivered again, at its normal size.
@@ -260,6 +260,55 @@ async def test_a_message_over_10_mb_is_refused_and_nothing_else_closes(
         await bystander.close()
     rejected = await messages(client, a, status="rejected")
     assert rejected[0]["size"] == len(huge) and len(rejected[0]["raw"]) <= 64 * 1024
+
+
+async def test_a_message_of_too_many_pieces_is_refused_before_it_is_read(
+    app_db: Database, hospitals: Hospitals
+) -> None:
+    # 50,000 short segments under the size limit took the library 3 s to read, the listener
+    # serving no one else meanwhile: refused unread, in a few milliseconds.
+    filler = b"".join(b"ZXX|%d|A^B~C&D\r" % n for n in range(50_000))
+    large = m.admit("LARGE", m.new_matricule(), "V1") + filler
+    assert len(large) < 1024 * 1024
+    async with listening(app_db, hospitals.a) as port:
+        conn = await Connection.open(port)
+        started = time.monotonic()
+        ack = await conn.send(large)
+        assert time.monotonic() - started < 1.0
+        assert code(ack) == "AR" and "more than the 20000 a message may have" in reason(ack)
+        assert segment(ack, "MSA")[2] == "LARGE"
+        assert code(await conn.send(m.admit("SMALL", m.new_matricule(), "V2"))) == "AA"
+        await conn.close()
+
+
+async def test_start_blocks_one_after_another_are_neither_answered_nor_kept(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    before = len(await messages(client, hospitals.a, status="rejected", limit="200"))
+    async with listening(app_db, hospitals.a) as port:
+        conn = await Connection.open(port)
+        await conn.write(START * 5000 + frame(m.admit("AFTER", m.new_matricule(), "V1")))
+        ack = await conn.ack()  # the first answer is the message's: none for the blocks
+        assert code(ack) == "AA" and segment(ack, "MSA")[2] == "AFTER"
+        await conn.close()
+    assert len(await messages(client, hospitals.a, status="rejected", limit="200")) == before
+
+
+async def test_a_header_field_refused_is_answered_and_kept_under_its_hospital(
+    app_db: Database, client: httpx.AsyncClient, owner_db: Database
+) -> None:
+    facility = f"HIS{uuid.uuid4().hex[:8].upper()}"
+    hospital = await make_hospital(owner_db, "h", integration={"hl7_facilities": [facility]})
+    long_id = "C" * 150
+    raw = m.admit(long_id, m.new_matricule(), "V1").replace(b"|NORDHIS|", f"|{facility}|".encode())
+    async with listening(app_db) as port:
+        conn = await Connection.open(port)
+        ack = await conn.send(raw)
+        await conn.close()
+    assert code(ack) == "AR" and segment(ack, "MSA")[2] == "C" * 100
+    assert "MSH-10: longer than 100 characters" in reason(ack) and "MSH-4" not in reason(ack)
+    kept = await messages(client, hospital, status="rejected")
+    assert [k["control_id"] for k in kept] == [None]  # the id is not held: it was not read
 
 
 async def test_the_hospital_is_found_by_sending_facility(

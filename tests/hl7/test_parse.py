@@ -68,6 +68,23 @@ def test_escape_sequences_are_decoded() -> None:
     assert values["city"] == "Esch^Nord"
 
 
+def test_formatting_escapes_are_one_space_at_most_whatever_their_count() -> None:
+    # \.sk1000000000\ was a gigabyte of spaces from the library; \.spx\ a ValueError.
+    raw = a01(family="Mul\\.sk1000000000\\ler", given="Ana\\.spx\\Maria\\H\\X\\N\\")
+    values = read(raw).patient.values  # type: ignore[union-attr]
+    assert values["family_name"] == "Mul ler"
+    assert values["given_name"] == "Ana MariaX"
+
+
+@pytest.mark.parametrize(("field", "reason"), [
+    ("family", "PID-5: contains a control character"),
+    ("given", "PID-5.2: contains a control character"),
+])
+def test_a_decoded_control_character_is_refused_with_its_field(field: str, reason: str) -> None:
+    with pytest.raises(parse.Refused, match=reason):
+        read(a01(**{field: "Ab\\X00\\cd"}))
+
+
 def test_escape_of_the_field_separator_and_repetition() -> None:
     raw = a01(family="A\\F\\B\\R\\C")
     assert read(raw).patient.values["family_name"] == "A|B~C"  # type: ignore[union-attr]
@@ -169,6 +186,45 @@ def test_refused_visit_and_charge_fields() -> None:
                          m.ft1("N101", "20260302100000", quantity="1.5"))
     with pytest.raises(parse.Refused, match="FT1-10"):
         read(quantity)
+    # Whole numbers only, as digits: never what float() would also take.
+    for text in ("inf", "1e400", "nan", "1e2", "1_0", "\u0662", "0", "-1"):
+        charge = m.message(m.msh("DFT^P03", "C"), m.pid("1990093012358"), m.pv1("V1"),
+                           m.ft1("N101", "20260302100000", quantity=text))
+        with pytest.raises(parse.Refused, match="FT1-10: quantity"):
+            read(charge)
+    two = m.message(m.msh("DFT^P03", "C"), m.pid("1990093012358"), m.pv1("V1"),
+                    m.ft1("N101", "20260302100000", quantity="2.00"))
+    assert read(two).charges[0].values["quantity"] == 2
+    for moment in ("99991231235959-1200", "20260302100000+2400"):
+        late = m.message(m.msh("DFT^P03", "C"), m.pid("1990093012358"), m.pv1("V1"),
+                         m.ft1("N101", moment))
+        with pytest.raises(parse.Refused, match="FT1-4"):
+            read(late)
+
+
+@pytest.mark.parametrize(("msh", "reason"), [
+    ("MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A01|" + "C" * 150 + "|P|2.5",
+     "MSH-10: longer than 100"),
+    ("MSH|^~\\&|" + "H" * 150 + "|NORDHIS|LUX|LUX|20260302||ADT^A01|C1|P|2.5",
+     "MSH-3: longer than 100"),
+    ("MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A01|C1\\X00\\|P|2.5",
+     "MSH-10: contains a control"),
+    ("MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A011|C1|P|2.5", "MSH-9.2: longer than 3"),
+    ("MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A01|C1|P|2.5||||||8859/2",
+     "MSH-18: unknown character set"),
+])
+def test_a_header_field_refused_still_gives_the_hospital_and_control_id(
+        msh: str, reason: str) -> None:
+    raw = m.message(msh, m.pid("1990093012358"), m.pv1("V1"))
+    with pytest.raises(parse.Rejected, match=reason) as caught:
+        parse.read(raw)
+    header = caught.value.header
+    assert header is not None and caught.value.header_from_raw
+    assert header.sending_facility == "NORDHIS" and header.type_code.startswith("ADT^A01")
+    assert header.control_id == ("C" * 100 if "C" * 150 in msh else "C1")
+    ack_text = ack.build(header, ack.Outcome(ack.REJECT, caught.value.reason), "A1",
+                         datetime(2026, 3, 2, tzinfo=UTC))
+    assert ack_text.split("\r")[1].split("|")[2] == header.control_id  # MSA-2
 
 
 def test_dft_charges() -> None:
