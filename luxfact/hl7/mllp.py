@@ -173,6 +173,9 @@ class Listener:
                     buffer.clear()
                     continue
                 del buffer[:start + 1]
+                # Start blocks one after another open nothing: the last one opens the frame
+                # (skipped as a run, once, not one search of the buffer each).
+                del buffer[:len(buffer) - len(buffer.lstrip(START))]
                 in_frame, junk = True, False
                 frame_ = Frame(self.max_bytes)
             end = buffer.find(END)
@@ -221,6 +224,8 @@ class Listener:
                 # A peer that stops reading its ACKs is idle too: its connection is closed.
                 await asyncio.wait_for(writer.drain(), self.idle_timeout)
             except TimeoutError:
+                # Closing would wait for the unread data to drain: dropped instead.
+                writer.transport.abort()
                 raise ConnectionError("the peer does not read its acknowledgements") from None
             log.info("MLLP %s %s", kind or "?", code, extra={"fields": {
                 "route": "mllp", "message_type": kind, "ack": code,

@@ -233,8 +233,16 @@ def raw_header(raw: bytes) -> Header | None:
     """MSH read from its bytes with no library and no escape sequences decoded, each field
     cut to its limit and stripped of control characters: for a message whose header the
     library could not read (a field too long, a bad character set, a NUL elsewhere)."""
+    try:
+        charset = _declared_charset(raw) or "utf-8"
+    except Rejected:  # an unknown MSH-18
+        charset = "utf-8"
+    try:
+        raw.decode(charset)
+    except UnicodeDecodeError:
+        charset = "latin-1"  # what `decode` falls back to; any byte reads
     first = re.split(rb"\r\n|\r|\n", raw.lstrip(b"\xef\xbb\xbf \t\r\n"), maxsplit=1)[0]
-    text = first[:4096].decode("latin-1")
+    text = first[:4096].decode(charset, errors="replace")
     if not text.startswith("MSH"):
         return None
     try:
@@ -247,17 +255,13 @@ def raw_header(raw: bytes) -> Header | None:
         value = fields[number - 1] if number - 1 < len(fields) else ""  # MSH-1 is the separator
         parts = value.split(encoding[1])[0].split(encoding[0])
         value = parts[component - 1] if component - 1 < len(parts) else ""
+        value = value.split(encoding[3])[0]  # its first subcomponent, as the library reads
         # Escape sequences left out, not decoded: decoding is what failed (the ACK would
         # otherwise escape their escape character a second time).
         escape = re.escape(encoding[2])
         value = re.sub(f"{escape}[^{escape}]*{escape}", "", value)
         return _CONTROL.sub("", value).strip()[:limit]
 
-    try:
-        raw.decode("utf-8")
-        charset = "utf-8"
-    except UnicodeDecodeError:
-        charset = "latin-1"
     return Header(
         field_separator=separator, encoding_characters=encoding,
         sending_application=field(3), sending_facility=field(4) or field(4, 2),
@@ -316,9 +320,10 @@ def _delimiters(text: str) -> tuple[str, str]:
     separator = text[3:4]
     end = text.find(separator, 4) if separator else -1
     encoding = text[4:end] if end > 0 else ""
-    if (not separator or separator.isalnum() or separator.isspace()
-            or len(encoding) != 4 or len(set(encoding)) != 4 or separator in encoding
-            or any(c.isalnum() or c.isspace() for c in encoding)):
+    if (not separator or not separator.isprintable() or separator.isalnum()
+            or separator.isspace() or len(encoding) != 4 or len(set(encoding)) != 4
+            or separator in encoding
+            or any(c.isalnum() or c.isspace() or not c.isprintable() for c in encoding)):
         raise Rejected("MSH-1/MSH-2: the field separator and the four encoding characters "
                        "(e.g. |^~\\&) are missing or malformed", Location("MSH", 2),
                        DATA_TYPE)

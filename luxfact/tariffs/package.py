@@ -7,6 +7,7 @@ Reading yields the rows of each catalogue table keyed by primary key, ready to b
 with the database (`service.diff`) and applied.
 """
 
+import codecs
 import csv
 import hashlib
 import io
@@ -101,8 +102,6 @@ class _FileReader:
             self.problem(f"{column} is empty")
         elif len(value) > max_length:
             self.problem(f"{column} is longer than {max_length} characters")
-        elif _CONTROL.search(value):
-            self.problem(f"{column} contains a control character")
         return value
 
     def code(self, row: dict[str, str], column: str, max_length: int = 20) -> str:
@@ -165,13 +164,15 @@ def _rows(path: Path, columns: tuple[str, ...], reader: _FileReader,
     """The file's rows as dictionaries. A file that cannot be read is one problem at the
     line where reading stopped, and the other files are still checked."""
     data = path.read_bytes()
+    # A spreadsheet's "CSV UTF-8" starts with a byte-order mark: read as nothing.
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        # "utf-8-sig": a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
-        text = data.decode("utf-8-sig")
+        text = data[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        reader.line = data.count(b"\n", 0, exc.start) + 1
-        reader.refuse(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded "
-                       "(save the file as UTF-8)")
+        at = start + exc.start
+        reader.line = data.count(b"\n", 0, at) + 1
+        reader.refuse(f"not UTF-8 text: byte 0x{data[at]:02x} cannot be decoded "
+                      "(save the file as UTF-8)")
         return
     rows = csv.DictReader(io.StringIO(text, newline=""))
     try:
@@ -193,6 +194,9 @@ def _rows(path: Path, columns: tuple[str, ...], reader: _FileReader,
             if None in row.values():
                 reader.problem("fewer values than columns")
                 continue
+            for column, value in row.items():
+                if column and _CONTROL.search(value):
+                    reader.problem(f"{column.strip()} contains a control character")
             yield {k.strip(): v for k, v in row.items() if k}
             if progress and count % 5000 == 0:
                 progress(5000)

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -287,11 +288,42 @@ async def test_start_blocks_one_after_another_are_neither_answered_nor_kept(
     before = len(await messages(client, hospitals.a, status="rejected", limit="200"))
     async with listening(app_db, hospitals.a) as port:
         conn = await Connection.open(port)
-        await conn.write(START * 5000 + frame(m.admit("AFTER", m.new_matricule(), "V1")))
+        started = time.monotonic()
+        await conn.write(START * 1_000_000 + frame(m.admit("AFTER", m.new_matricule(), "V1")))
         ack = await conn.ack()  # the first answer is the message's: none for the blocks
+        assert time.monotonic() - started < 5  # a run skipped at once (was over 20 s)
         assert code(ack) == "AA" and segment(ack, "MSA")[2] == "AFTER"
         await conn.close()
     assert len(await messages(client, hospitals.a, status="rejected", limit="200")) == before
+
+
+async def test_a_peer_that_does_not_read_its_acks_is_dropped(
+    app_db: Database, hospitals: Hospitals
+) -> None:
+    listener = Listener(app_db, tenant=(hospitals.a.id, hospitals.a.slug), idle_timeout=1.0)
+    server = await listener.start("127.0.0.1", 0)
+    # Small buffers on both sides (an accepted socket inherits the listening one's), so that
+    # a few hundred unread ACKs fill them.
+    server.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer = socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    peer.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(peer, server.sockets[0].getsockname())
+        _reader, writer = await asyncio.open_connection(sock=peer)
+        refused = frame(m.message(m.msh("ADT^A99", "X"), m.pid("1990093012358")))
+        writer.write(refused * 3000)  # each answered AR; none of the answers read
+
+        await asyncio.sleep(0.5)  # accepted, and answering
+        serving = [t for t in asyncio.all_tasks()
+                   if getattr(t.get_coro(), "__name__", "") == "_connection"]
+        assert len(serving) == 1
+        # Dropped once its ACKs stay unread for the idle timeout, not waiting forever.
+        _done, pending = await asyncio.wait(serving, timeout=30)
+        assert not pending
+        writer.transport.abort()
+    finally:
+        await listener.close(grace=1)
 
 
 async def test_a_header_field_refused_is_answered_and_kept_under_its_hospital(

@@ -212,6 +212,8 @@ def test_refused_visit_and_charge_fields() -> None:
     ("MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A011|C1|P|2.5", "MSH-9.2: longer than 3"),
     ("MSH|^~\\&|HIS|NORDHIS|LUX|LUX|20260302||ADT^A01|C1|P|2.5||||||8859/2",
      "MSH-18: unknown character set"),
+    ("MSH|^~\\&|" + "H" * 150 + "|NORDHIS&1.2.3&ISO|LUX|LUX|20260302||ADT^A01|C1|P|2.5",
+     "MSH-3: longer than 100"),
 ])
 def test_a_header_field_refused_still_gives_the_hospital_and_control_id(
         msh: str, reason: str) -> None:
@@ -222,6 +224,7 @@ def test_a_header_field_refused_still_gives_the_hospital_and_control_id(
     assert header is not None and caught.value.header_from_raw
     assert header.sending_facility == "NORDHIS" and header.type_code.startswith("ADT^A01")
     assert header.control_id == ("C" * 100 if "C" * 150 in msh else "C1")
+    assert header.charset == "utf-8"
     ack_text = ack.build(header, ack.Outcome(ack.REJECT, caught.value.reason), "A1",
                          datetime(2026, 3, 2, tzinfo=UTC))
     assert ack_text.split("\r")[1].split("|")[2] == header.control_id  # MSA-2
@@ -276,6 +279,28 @@ SAMPLES = [
     m.dft("F2", "1990093012358", "V1", ("N101", "20260302100000"), ("C1", "20260302110000")),
     m.message(m.msh("ADT^A40", "F3"), m.pid("1990093012358"), m.mrg("1990093012358", "V9")),
 ]
+
+
+def test_a_header_read_raw_keeps_a_utf8_control_id_as_sent() -> None:
+    msh = "MSH|^~\\&|" + "H" * 150 + "|NORDHIS|LUX|LUX|20260302||ADT^A01|Ré-1|P|2.5"
+    with pytest.raises(parse.Rejected) as caught:
+        parse.read(m.message(msh, m.pid("1990093012358"), m.pv1("V1")))
+    header = caught.value.header
+    assert header is not None and header.control_id == "Ré-1"
+    ack_text = ack.build(header, ack.Outcome(ack.REJECT, "x"), "A1",
+                         datetime(2026, 3, 2, tzinfo=UTC))
+    assert ack_text.encode(header.charset).split(b"\r")[1].split(b"|")[2] == "Ré-1".encode()
+
+
+@pytest.mark.parametrize("msh", ["MSH|^~\x00&|HIS|NORDHIS|LUX|LUX|1||ADT^A01|C1|P|2.5",
+                                 "MSH\x00^~\\&\x00HIS\x00NORDHIS\x00LUX\x00LUX\x001\x00\x00"
+                                 "ADT^A01\x00C1\x00P\x002.5"])
+def test_control_characters_as_delimiters_leave_no_header(msh: str) -> None:
+    # Read from the raw line, they would have been the ACK's delimiters (a NUL PostgreSQL
+    # refuses in the log row): no header, so the ACK takes the standard ones.
+    with pytest.raises(parse.Rejected, match="NUL") as caught:
+        parse.read(m.message(msh, m.pid("1990093012358")))
+    assert caught.value.header is None
 
 
 @settings(max_examples=400, deadline=None, derandomize=True,

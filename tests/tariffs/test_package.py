@@ -55,6 +55,8 @@ def test_the_demo_package_is_valid_and_covers_2019_on() -> None:
     ("acts.csv", "MED,X10,Acte,,99999999999999,M,2019-01-01,", "has too many digits"),
     ("acts.csv", "MED,X11,Ac\x00te,,1.00,M,2019-01-01,", "label_fr contains a control"),
     ("acts.csv", "MED,X12,Acte,,1.00", "fewer values than columns"),
+    ("rules.csv", "specialties,C2,internal\x00|surgery,,2030-01-01,",
+     "others contains a control character"),
     ("nomenclatures.csv", "HOSPITAL-OWN,Propres,,supplement", "reserved for hospitals' own"),
     ("rules.csv", "max_per_day,C2,,1.5,2030-01-01,", "value 1.5 must be a whole number"),
     ("parameters.csv", "inpatient_rate,150,2030-01-01,", "a percentage, at most 100"),
@@ -111,6 +113,11 @@ def test_a_byte_order_mark_is_read_as_nothing(package: Path) -> None:
     marked = read_package(package)
     assert marked.problems == []
     assert marked.tables == plain.tables
+    # A bad byte after the mark: its own line and value, the mark not counted in.
+    before = path.read_bytes()
+    path.write_bytes(before + "MED,X1,Acte \xe9,,1.00,M,2019-01-01,\n".encode("latin-1"))
+    problem = read_package(package).problems[0]
+    assert (problem.line, "0xe9" in problem.reason) == (before.count(b"\n") + 1, True)
 
 
 def test_a_column_named_twice_is_refused(package: Path) -> None:
