@@ -26,6 +26,7 @@ from luxfact.kit.memory import freeze_long_lived
 from luxfact.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from luxfact.routes import routes
 from luxfact.settings import Settings, load_settings
+from luxfact.webhooks import addresses as webhook_addresses
 
 # The routes that take a large file (the insurer's return, by the API or the desk) have
 # their own body limit.
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                       tenant_setting_mode=settings.tenant_setting_mode,
                       statement_cache_size=settings.db_statement_cache)
         recent_keys.clear()  # keys remembered by another app of this process, on another database
+        webhook_addresses.configure(settings.webhook_networks)
         listener = ChangeListener(recent_keys)
         if db.dialect == "postgresql":
             # Direct to PostgreSQL: LISTEN needs a session of its own, which PgBouncer's

@@ -53,12 +53,23 @@ class Settings(BaseSettings):
     # HL7 v2 messages received (raw, ACK, status) are kept this many days, then removed by
     # `luxfact hl7 purge`.
     hl7_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Private networks webhooks may be sent to, comma-separated CIDRs (the hospitals' VPN
+    # ranges): other than these, only public addresses (docs/webhooks.md).
+    webhook_networks: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     # GET /metrics: with a token, only `Authorization: Bearer <token>`; without one, only a
     # loopback client. Anyone else gets 404 (docs/metrics.md).
     metrics_token: str = ""
+
+    @field_validator("webhook_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from luxfact.webhooks.addresses import networks
+
+        networks(value)  # a bad CIDR stops the process at start, naming it
+        return value
 
     @field_validator("database_url", "app_database_url")
     @classmethod

@@ -32,6 +32,7 @@ from luxfact.settings import Settings, load_settings
 from luxfact.tenancy.config import TenantConfig, TenantFile
 from luxfact.tenancy.repository import TenantRepository
 from luxfact.tenancy.service import sync_tenants
+from luxfact.webhooks import addresses as webhook_addresses
 from tests import suite_logs
 
 BACKEND = os.environ.get("LUXFACT_TEST_DB", "sqlite")
@@ -74,7 +75,11 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         "documents_dir": tmp / "documents",
         "tenants_dir": REPO / "tenants",
         "max_body_bytes": 64 * 1024,
+        # The tests' webhook receivers listen on loopback.
+        "webhook_networks": "127.0.0.0/8, ::1/128",
     }
+    # What the app's lifespan and `luxfact worker` do; tests also run workers without an app.
+    webhook_addresses.configure(common["webhook_networks"])
     if BACKEND != "postgres":
         config = load_settings(database_url=f"sqlite+aiosqlite:///{tmp / 'test.db'}", **common)
         await migrate.upgrade(config)

@@ -55,7 +55,9 @@ def _ref(url: str) -> dict[str, Any]:
 
 
 def _coding(system: str, code: str, display: str = "") -> dict[str, Any]:
-    # FHIR forbids empty strings: a display is left out rather than sent blank.
+    # FHIR forbids empty strings and strings of only spaces: a display is left out rather
+    # than sent blank (the insurer's motif may be a lone non-breaking space).
+    display = " ".join(display.split())
     coding = {"system": system, "code": code}
     if display:
         coding["display"] = display

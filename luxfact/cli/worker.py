@@ -12,6 +12,7 @@ from luxfact.jobs import handlers  # noqa: F401 (registers the job kinds)
 from luxfact.jobs.worker import Worker
 from luxfact.kit import logging as luxlog
 from luxfact.tenancy.repository import TenantRepository
+from luxfact.webhooks import addresses as webhook_addresses
 
 
 def worker(
@@ -28,6 +29,7 @@ def worker(
     config = settings()
     require_database(config)
     luxlog.configure(config.log_level)
+    webhook_addresses.configure(config.webhook_networks)
 
     async def main() -> None:
         db = Database(config.effective_app_database_url, pool_size=concurrency + 2,

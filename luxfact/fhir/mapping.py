@@ -42,6 +42,12 @@ def patient(row: Any) -> dict[str, Any]:
     resource = _with_id(row.id, claims_fhir.patient_resource(row))
     if getattr(row, "death_date", None):
         resource["deceasedDateTime"] = row.death_date.isoformat()
+    if getattr(row, "merged_into", None):
+        # A duplicate merged into another record: no longer in use, and which one replaced
+        # it (what the REST API's `merged_into` says).
+        resource["active"] = False
+        resource["link"] = [{"other": {"reference": f"Patient/{row.merged_into}"},
+                             "type": "replaced-by"}]
     return resource
 
 

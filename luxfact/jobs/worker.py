@@ -44,8 +44,12 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = asyncio.Event()
         self.running: set[asyncio.Task[None]] = set()
+        # The running jobs of each hospital: one may hold all the slots but one (see
+        # `run_once`).
+        self.running_of: dict[uuid.UUID, set[asyncio.Task[None]]] = {}
         self.completed = 0
         self._last_recovery = 0.0
+        self._rounds = 0
 
     async def _tenants(self) -> list[uuid.UUID]:
         if self.only is not None:
@@ -60,22 +64,35 @@ class Worker:
         started = 0
         recover = time.monotonic() - self._last_recovery > min(
             60.0, self.stuck_after.total_seconds() / 2)
-        for tenant_id in await self._tenants():
+        tenants = await self._tenants()
+        # Each round starts one hospital further, and while other hospitals exist none may
+        # hold every slot: a receiver that hangs (ten seconds a delivery) with a backlog
+        # would otherwise keep the others' jobs waiting behind all of its own.
+        if tenants:
+            shift = self._rounds % len(tenants)
+            tenants = tenants[shift:] + tenants[:shift]
+        self._rounds += 1
+        most = self.concurrency - 1 if len(tenants) > 1 and self.concurrency > 1 else (
+            self.concurrency)
+        for tenant_id in tenants:
             with context.tenant_scope(tenant_id, actor=f"worker:{self.name}"):
                 if recover:
                     async with self.db.transaction() as session:
                         count = await queue.recover(session, tenant_id, self.stuck_after)
                     if count:
                         log.warning("jobs recovered", extra={"fields": {"count": count}})
-                room = self.concurrency - len(self.running)
+                own = self.running_of.setdefault(tenant_id, set())
+                room = min(self.concurrency - len(self.running), most - len(own))
                 if room <= 0 or self.stopping.is_set():
-                    break
+                    continue  # the next hospitals are still recovered
                 async with self.db.transaction() as session:
                     claimed = await queue.claim(session, tenant_id, self.name, room)
             for job in claimed:
                 task = asyncio.create_task(self._run(job))
                 self.running.add(task)
                 task.add_done_callback(self.running.discard)
+                own.add(task)
+                task.add_done_callback(own.discard)
                 started += 1
         if recover:
             self._last_recovery = time.monotonic()

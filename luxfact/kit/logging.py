@@ -52,6 +52,8 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
     # uvicorn's own access log would duplicate ours, without the context.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO: a webhook's URL may carry its receiver's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

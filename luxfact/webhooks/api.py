@@ -8,7 +8,8 @@ from starlette.responses import Response
 from luxfact.auth.roles import Role
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.pagination import Page, PageQuery, decode_time_cursor, encode_cursor
-from luxfact.webhooks import service
+from luxfact.kit.errors import ValidationFailed
+from luxfact.webhooks import addresses, service
 from luxfact.webhooks.schemas import DeliveryOut, WebhookCreated, WebhookIn, WebhookOut
 
 _STATUS = re.compile(r"HTTP (\d{3})\b")
@@ -29,6 +30,11 @@ async def list_webhooks(ctx: Ctx) -> Response:
 async def create_webhook(ctx: Ctx) -> Response:
     """Add an endpoint; its signing secret is in this response only."""
     data = await ctx.body(WebhookIn)
+    # A name not resolving yet is taken (its receiver may not be set up): each delivery
+    # looks it up again.
+    refused = await addresses.refusal(str(data.url), unresolved=True)
+    if refused:
+        raise ValidationFailed(errors=[{"field": "url", "reason": refused}])
     row = await service.create_endpoint(
         ctx.session, ctx.tenant_id, url=str(data.url), events=list(data.events),
         description=data.description, created_by=ctx.principal.actor)

@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from luxfact.jobs.registry import Permanent, handles
 from luxfact.kit.time import utcnow
 from luxfact.tenancy.repository import TenantRepository
+from luxfact.webhooks import addresses
 from luxfact.webhooks.service import JOB_KIND, D, E
 
 TIMEOUT = 10.0  # seconds for the whole exchange with the receiver
@@ -70,14 +71,16 @@ async def post(url: str, secret: str, event_id: str, body: bytes) -> int:
                "Luxfact-Event-Id": event_id,
                "Luxfact-Signature": signature(secret, timestamp, body)}
     try:
+        # Streamed and closed unread: only the status counts, and a receiver's answer of a
+        # gigabyte would otherwise be read into the worker's memory.
         async with asyncio.timeout(TIMEOUT), httpx.AsyncClient(
-                timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            response = await client.post(url, content=body, headers=headers)
+                timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client, \
+                client.stream("POST", url, content=body, headers=headers) as response:
+            return response.status_code
     except (TimeoutError, httpx.TimeoutException):
         raise DeliveryFailed(f"timeout: no answer within {TIMEOUT:g} s") from None
     except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"connection failed: {type(exc).__name__}: {exc}") from None
-    return response.status_code
+        raise DeliveryFailed(f"connection failed: {type(exc).__name__}") from None
 
 
 @handles(JOB_KIND)
@@ -101,6 +104,9 @@ async def deliver(session: AsyncSession, job: Any) -> None:
             state="cancelled", attempts=job.attempts,
             last_error="the endpoint was disabled"))
         return
+    refused = await addresses.refusal(endpoint.url)  # looked up again: a name may move
+    if refused:
+        raise DeliveryFailed(f"not sent: {refused}")
     tenant = await TenantRepository(session).by_id(tenant_id)
     body = body_of(delivery.payload, tenant.slug if tenant else "")
     status = await post(endpoint.url, endpoint.secret, str(delivery.event_id), body)

@@ -24,6 +24,10 @@ class WebhookIn(BaseModel):
             raise ValueError("at most 2000 characters")
         if any(ord(ch) < 33 or ord(ch) == 127 for ch in text):
             raise ValueError("control characters are not allowed")
+        if value.username or value.password:
+            # They would be shown back in the list, kept in the audit trail and logged; the
+            # signature is what tells the receiver the event is ours.
+            raise ValueError("a user name or password in the URL is not allowed")
         return value
 
 

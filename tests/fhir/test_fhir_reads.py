@@ -10,14 +10,17 @@ import httpx
 import pytest
 from fhir.resources.R4B.claim import Claim
 from fhir.resources.R4B.claimresponse import ClaimResponse
+from fhir.resources.R4B.coding import Coding
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.invoice import Invoice
 from fhir.resources.R4B.patient import Patient
 
 from luxfact.auth.roles import Role
+from luxfact.claims import fhir as claims_fhir
 from tests.billing.test_invoices import bill, stay_with_acts
 from tests.claims.test_returns import answer_with_rejections, post_return, sent_batch
 from tests.conftest import Hospital, Hospitals
+from tests.patients.test_api import create as create_patient
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -178,3 +181,27 @@ async def test_other_hospitals_and_unknown_ids_get_404(client: httpx.AsyncClient
         response = await client.get(f"/api/v1/fhir/{kind}/{ids[kind]}",
                                     headers=hospitals.a.auth(Role.clerk))
         assert response.status_code == 403
+
+
+async def test_a_merged_patient_says_which_record_replaced_it(
+        client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    clerk = hospitals.a.auth(Role.clerk)
+    keep = await create_patient(client, hospitals.a)
+    dup = await create_patient(client, hospitals.a, matricule=None,
+                               no_matricule_reason="unidentified")
+    merged = await client.post(f"/api/v1/patients/{keep['id']}/merge",
+                               json={"duplicate_id": dup["id"]}, headers=clerk)
+    assert merged.status_code == 200, merged.text
+    gone = await read(client, hospitals.a, "Patient", dup["id"], Role.clerk)
+    assert gone["active"] is False
+    assert gone["link"] == [{"other": {"reference": f"Patient/{keep['id']}"},
+                             "type": "replaced-by"}]
+    assert "active" not in await read(client, hospitals.a, "Patient", keep["id"], Role.clerk)
+
+
+def test_a_blank_display_is_left_out_as_fhir_requires() -> None:
+    coding = claims_fhir._coding("urn:x", "CUMUL_INTERDIT", "\u00a0")
+    assert coding == {"system": "urn:x", "code": "CUMUL_INTERDIT"}
+    Coding.model_validate(coding)
+    spaced = claims_fhir._coding("urn:x", "C", " refusé\u00a0 ")
+    assert Coding.model_validate(spaced).display == "refusé"

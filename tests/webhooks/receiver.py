@@ -18,7 +18,7 @@ class Received:
 
 @dataclass
 class Receiver:
-    mode: str = "ok"  # ok, fail, hang
+    mode: str = "ok"  # ok, fail, hang, flood (200, then a body that never ends)
     requests: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
@@ -44,6 +44,12 @@ class Receiver:
             self.arrived.set()
             if self.mode == "hang":
                 await self.release.wait()
+                return
+            if self.mode == "flood":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                while not self.release.is_set():
+                    writer.write(b"x" * 65536)
+                    await writer.drain()
                 return
             status = b"200 OK" if self.mode == "ok" else b"500 Internal Server Error"
             writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n"

@@ -23,7 +23,7 @@ from luxfact.kit.time import utcnow
 from luxfact.settings import Settings
 from luxfact.stays import service as stays
 from luxfact.stays.schemas import StayIn
-from luxfact.webhooks import deliver, service
+from luxfact.webhooks import addresses, deliver, service
 from luxfact.webhooks.models import WebhookDelivery
 from tests.conftest import BACKEND, Hospital, Hospitals
 from tests.patients.test_api import create as create_patient
@@ -313,3 +313,66 @@ async def test_billing_and_claim_events(client: httpx.AsyncClient, hospitals: Ho
     assert sorted((line["invoice_id"], line["line"]) for line in rejected["data"]["lines"]) \
         == sorted((line["invoice_id"], line["line"]) for line in rest)
     assert answer["data"]["by_status"]["rejected"] == len(rest)
+
+
+async def test_an_answer_is_not_read_past_its_status(receiver: Receiver) -> None:
+    # A receiver answering 200 and then a body without end: the status is enough, the body
+    # is not read (it would fill the worker's memory, past the ten seconds allowed).
+    receiver.mode = "flood"
+    started = time.monotonic()
+    status = await deliver.post(receiver.url, "whsec_x", str(uuid.uuid4()), b"{}")
+    assert status == 200 and time.monotonic() - started < 3
+
+
+async def test_webhooks_go_to_public_addresses_or_the_networks_allowed(
+        client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database,
+        receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = hospitals.a.auth(Role.admin)
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/hook",
+                "http://[fe80::1]/hook", "http://0.0.0.0:5432/"):
+        refused = await client.post("/api/v1/webhooks", json={
+            "url": url, "events": ["stay.admitted"]}, headers=admin)
+        assert refused.status_code == 422, url
+        assert refused.json()["errors"][0]["field"] == "url", url
+    with_password = await client.post("/api/v1/webhooks", json={
+        "url": receiver.url.replace("http://", "http://user:pw@"),
+        "events": ["stay.admitted"]}, headers=admin)
+    assert with_password.status_code == 422
+    assert "pw" not in with_password.text.replace("password", "")
+    # Loopback is allowed here (the tests' LUXFACT_WEBHOOK_NETWORKS), also by name.
+    hook = await subscribe(client, hospitals.a,
+                           receiver.url.replace("127.0.0.1", "localhost"), ["stay.admitted"])
+    # A deployment without that network: the same endpoint is no longer sent to.
+    monkeypatch.setattr(addresses, "_allowed", ())
+    await admit(client, hospitals.a)
+    await drain(Worker(app_db, tenants=[hospitals.a.id]), rounds=1)
+    assert receiver.requests == []
+    [logged] = await deliveries(client, hospitals.a, hook)
+    assert logged["state"] == "pending" and "not sent" in logged["last_error"]
+    refused = await client.post("/api/v1/webhooks", json={
+        "url": receiver.url, "events": ["stay.admitted"]}, headers=admin)
+    assert refused.status_code == 422 and "127.0.0.1" in refused.text
+
+
+async def test_a_hanging_receiver_leaves_a_slot_for_another_hospital(
+        client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database,
+        receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deliver, "TIMEOUT", 3.0)
+    receiver.mode = "hang"
+    other = await Receiver().start()
+    try:
+        await subscribe(client, hospitals.a, receiver.url, ["stay.admitted"])
+        await subscribe(client, hospitals.b, other.url, ["stay.admitted"])
+        for _ in range(3):
+            await admit(client, hospitals.a)  # first in the queue, each hanging 3 s
+        await admit(client, hospitals.b)
+        worker = Worker(app_db, concurrency=2, tenants=[hospitals.a.id, hospitals.b.id])
+        started = time.monotonic()
+        draining = asyncio.create_task(drain(worker))
+        await asyncio.wait_for(other.arrived.wait(), 10)
+        # Served beside the first hanging delivery, not after three of them (9 s).
+        assert time.monotonic() - started < 2.5
+        receiver.release.set()
+        await draining
+    finally:
+        await other.stop()
