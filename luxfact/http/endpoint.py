@@ -10,6 +10,7 @@ for the permission matrix and the OpenAPI document.
 """
 
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from luxfact.kit.errors import (
 )
 from luxfact.tenancy.repository import TenantRepository
 
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
 M = TypeVar("M", bound=BaseModel)
 
 _WWW_AUTH = {"WWW-Authenticate": 'Bearer realm="luxfact"'}
@@ -53,11 +56,13 @@ class Ctx:
         return self.principal.tenant_id
 
     def path_uuid(self, name: str) -> uuid.UUID:
-        """A path id; anything that is not a UUID cannot exist, so it is a 404."""
-        try:
-            return uuid.UUID(self.request.path_params[name])
-        except ValueError:
-            raise NotFound() from None
+        """A path id; anything that is not a UUID cannot exist, so it is a 404. Only the
+        form ids are given in (`uuid.UUID` also reads `urn:uuid:…`, braces and 32 bare
+        digits, which would answer a resource whose `id` is not the one asked for)."""
+        value = self.request.path_params[name]
+        if not _CANONICAL_UUID.fullmatch(value):
+            raise NotFound()
+        return uuid.UUID(value)
 
     async def body(self, schema: type[M]) -> M:
         return parse_body(await self.request.body(), self.request.headers, schema)

@@ -104,6 +104,12 @@ async def disable_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
         await session.execute(update(E).where(E.c.tenant_id == tenant_id,
                                               E.c.id == endpoint_id)
                               .values(active=False, disabled_at=now))
+        # Cancelled now, not when each one's next attempt comes (up to an hour away in the
+        # backoff): their jobs then find them cancelled and send nothing.
+        await session.execute(update(D).where(
+            D.c.tenant_id == tenant_id, D.c.endpoint_id == endpoint_id,
+            D.c.state == "pending").values(state="cancelled",
+                                           last_error="the endpoint was disabled"))
         await record(session, "webhook.disable", "webhook_endpoint", endpoint_id, {},
                      tenant_id=tenant_id)
         await session.refresh(endpoint)

@@ -171,8 +171,12 @@ async def test_other_hospitals_and_unknown_ids_get_404(client: httpx.AsyncClient
     ids = {"Patient": stay["patient_id"], "Encounter": stay["id"], "Claim": insurer["id"],
            "ClaimResponse": insurer["id"], "Invoice": insurer["id"]}
     for kind, id_ in ids.items():
+        # Other forms of the same id too: read, they answered a resource whose id was not
+        # the one asked for.
+        other_forms = (f"urn:uuid:{id_}", "{" + id_ + "}", id_.replace("-", ""))
         for hospital, wanted in ((hospitals.b, id_), (hospitals.a, str(uuid.uuid4())),
-                                 (hospitals.a, "not-a-uuid")):
+                                 (hospitals.a, "not-a-uuid"),
+                                 *((hospitals.a, form) for form in other_forms)):
             response = await client.get(f"/api/v1/fhir/{kind}/{wanted}",
                                         headers=hospital.auth(Role.billing))
             assert response.status_code == 404, (kind, wanted)

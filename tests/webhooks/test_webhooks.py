@@ -263,6 +263,8 @@ async def test_disabled_endpoints_get_nothing_and_input_is_checked(
     await admit(client, hospitals.a)  # queued, not yet sent
     gone = await client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin)
     assert gone.status_code == 200 and gone.json()["active"] is False
+    [cancelled] = await deliveries(client, hospitals.a, hook)  # at once, before any run
+    assert cancelled["state"] == "cancelled" and cancelled["next_attempt_at"] is None
     await admit(client, hospitals.a)
     await drain(Worker(app_db, tenants=[hospitals.a.id]))
     assert receiver.requests == []
