@@ -66,6 +66,18 @@ def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# The tests' webhook receivers listen on loopback.
+WEBHOOK_NETWORKS = "127.0.0.0/8, ::1/128"
+
+
+@pytest.fixture(autouse=True)
+def _webhook_networks() -> None:
+    """What the app's lifespan and `luxfact worker` set from the settings, set before each
+    test: tests run workers without an app, and an app or command started by an earlier
+    test with other settings would have left its own."""
+    webhook_addresses.configure(WEBHOOK_NETWORKS)
+
+
 @pytest.fixture(scope="session")
 async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settings]:
     tmp = tmp_path_factory.mktemp("luxfact")
@@ -75,11 +87,8 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         "documents_dir": tmp / "documents",
         "tenants_dir": REPO / "tenants",
         "max_body_bytes": 64 * 1024,
-        # The tests' webhook receivers listen on loopback.
-        "webhook_networks": "127.0.0.0/8, ::1/128",
+        "webhook_networks": WEBHOOK_NETWORKS,
     }
-    # What the app's lifespan and `luxfact worker` do; tests also run workers without an app.
-    webhook_addresses.configure(common["webhook_networks"])
     if BACKEND != "postgres":
         config = load_settings(database_url=f"sqlite+aiosqlite:///{tmp / 'test.db'}", **common)
         await migrate.upgrade(config)
