@@ -403,19 +403,17 @@ class Fields:
         leaf = _leaf(self.segment, field_no, repetition, component, subcomponent)
         if leaf in ("", '""'):
             return ""
+        named = self.where(field_no, component if component > 1 else None)
         try:
             value = unescape(self.segment, leaf, self.charset).strip()
         except ValueError:  # the library's reading of a malformed sequence
-            raise Refused(f"{self.where(field_no, component if component > 1 else None)}: "
-                          "an escape sequence cannot be read", self.where(field_no, component),
-                          DATA_TYPE) from None
+            raise Refused(f"{named}: an escape sequence cannot be read",
+                          self.where(field_no, component), DATA_TYPE) from None
         if _CONTROL.search(value):
-            raise Refused(f"{self.where(field_no, component if component > 1 else None)}: "
-                          "contains a control character", self.where(field_no, component),
-                          DATA_TYPE)
+            raise Refused(f"{named}: contains a control character",
+                          self.where(field_no, component), DATA_TYPE)
         if limit is not None and len(value) > limit:
-            raise Refused(f"{self.where(field_no, component if component > 1 else None)}: "
-                          f"longer than {limit} characters",
+            raise Refused(f"{named}: longer than {limit} characters",
                           self.where(field_no, component), DATA_TYPE)
         return value
 

@@ -29,7 +29,7 @@ STAY_KINDS = {"inpatient", "day_hospital", "outpatient", "emergency"}
 CATEGORIES = {"doctor", "nursing", "hospital", "supplement"}
 _DECIMAL = re.compile(r"^-?\d{1,12}(\.\d{1,8})?$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-# Control characters (NUL above all: PostgreSQL refuses it in text) have no place in a label.
+# Control characters (NUL above all: PostgreSQL refuses it in text) have no place in any value.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # The nomenclature of hospitals' own prices (tariffs/service.py).
 RESERVED_NOMENCLATURE = "HOSPITAL-OWN"
