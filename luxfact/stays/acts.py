@@ -128,11 +128,11 @@ async def _price(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, act_id
         line = pricing.price_act(snapshot, stay_info, patient_info, act)
     except cat.CatalogueError as exc:
         raise _pricing_error(exc) from None
-    if line.gross > from_cents(MAX_CENTS):
+    if line.gross > (most := from_cents(MAX_CENTS)):
         raise ValidationFailed(errors=[{
             "field": "quantity" if act.quantity > 1 else "code",
             "reason": f"the line would amount to {line.gross} €, over the most a line can "
-                      f"bill ({from_cents(MAX_CENTS)} €)"}])
+                      f"bill ({most} €)"}])
     record_ = {k: _jsonable(v) for k, v in line.as_record().items()}
     record_["explanation"] = line.explain()
     return {"tariff_version": line.version_id, "gross_cents": to_cents(line.gross),

@@ -1,18 +1,17 @@
 """Stays, movements and acts over the API, for the personas of two hospitals."""
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from luxfact.auth.roles import Role
 from luxfact.db.engine import Database
-from luxfact.kit import context
 from luxfact.kit.money import MAX_CENTS
-from luxfact.tariffs.service import replace_hospital_prices
 from tests.conftest import Hospital, Hospitals
 from tests.patients.test_api import create as create_patient
+from tests.tariffs.test_api import load_own_price
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -287,12 +286,7 @@ async def test_a_line_over_what_an_amount_holds_is_refused(
 ) -> None:
     # The hospital's own item at the most one line can bill: twice that is refused, clearly,
     # where the database would have refused the amount with a 500.
-    with context.tenant_scope(hospitals.a.id):
-        async with owner_db.transaction() as session:
-            await replace_hospital_prices(session, hospitals.a.id, [{
-                "code": "A-MAX", "valid_from": date(2019, 1, 1), "valid_to": None,
-                "label_fr": "Maximum", "label_de": "Maximum", "label_en": "Maximum",
-                "amount_cents": MAX_CENTS}])
+    await load_own_price(owner_db, hospitals.a, "A-MAX", MAX_CENTS)
     stay = await admit(client, hospitals.a)
     once = await act(client, hospitals.a, stay, code="A-MAX")
     assert once.status_code == 201, once.text

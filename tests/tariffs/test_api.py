@@ -9,7 +9,7 @@ from luxfact.auth.roles import Role
 from luxfact.db.engine import Database
 from luxfact.kit import context
 from luxfact.tariffs.service import replace_hospital_prices
-from tests.conftest import Hospitals
+from tests.conftest import Hospital, Hospitals
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -79,15 +79,20 @@ async def test_search_needs_credentials(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/tariffs/acts?q=N1")).status_code == 401
 
 
+async def load_own_price(owner_db: Database, hospital: Hospital, code: str, cents: int,
+                         valid_from: date = date(2019, 1, 1)) -> None:
+    """The hospital's price list made of one item, as `luxfact tariffs hospital-prices`."""
+    with context.tenant_scope(hospital.id):
+        async with owner_db.transaction() as session:
+            await replace_hospital_prices(session, hospital.id, [{
+                "code": code, "valid_from": valid_from, "valid_to": None, "label_fr": code,
+                "label_de": code, "label_en": code, "amount_cents": cents}])
+
+
 async def test_hospital_prices_are_seen_by_their_hospital_only(
     client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database
 ) -> None:
-    with context.tenant_scope(hospitals.a.id):
-        async with owner_db.transaction() as session:
-            await replace_hospital_prices(session, hospitals.a.id, [{
-                "code": "A-TV", "valid_from": date(2015, 1, 1), "valid_to": None,
-                "label_fr": "Télévision", "label_de": "Fernsehen", "label_en": "TV",
-                "amount_cents": 350}])
+    await load_own_price(owner_db, hospitals.a, "A-TV", 350, date(2015, 1, 1))
     # 2016: before the national catalogue's own euro key letter (2019): a hospital's prices
     # are in euros whatever that catalogue says.
     for day in ("2016-06-01", "2024-01-01"):
@@ -98,9 +103,11 @@ async def test_hospital_prices_are_seen_by_their_hospital_only(
     other = await client.get("/api/v1/tariffs/acts/A-TV?date=2024-01-01",
                              headers=hospitals.b.auth(Role.clerk))
     assert other.status_code == 404
-    search = await client.get("/api/v1/tariffs/acts?q=tele&date=2024-01-01",
-                              headers=hospitals.b.auth(Role.clerk))
-    assert "A-TV" not in search.text
+    for hospital, found in ((hospitals.a, True), (hospitals.b, False)):
+        search = await client.get("/api/v1/tariffs/acts?q=A-TV&date=2024-01-01",
+                                  headers=hospital.auth(Role.clerk))
+        assert search.status_code == 200
+        assert ("A-TV" in [item["code"] for item in search.json()["items"]]) is found
 
 
 async def test_a_refused_look_up_leaves_the_cached_catalogue_usable(
