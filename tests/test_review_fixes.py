@@ -140,3 +140,19 @@ async def test_a_query_parameter_given_twice_is_refused(client, hospitals) -> No
     assert response.status_code == 422
     assert response.json()["errors"] == [{"field": "query.matricule",
                                           "reason": "given more than once"}]
+
+
+async def test_an_endpoint_without_parameters_refuses_any(client: httpx.AsyncClient,
+                                                          hospitals: Hospitals) -> None:
+    """A parameter the endpoint does not read must not look obeyed: `?tenant=` on a read
+    of one's own hospital, a filter on a single record."""
+    patient = await create_patient(client, hospitals.a)
+    for path, role in ((f"/api/v1/patients/{patient['id']}", Role.clerk),
+                       ("/api/v1/tenant", Role.admin)):
+        plain = await client.get(path, headers=hospitals.a.auth(role))
+        assert plain.status_code == 200
+        refused = await client.get(path, params={"tenant": hospitals.b.slug},
+                                   headers=hospitals.a.auth(role))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"] == [{"field": "query.tenant",
+                                             "reason": "not a parameter of this endpoint"}]

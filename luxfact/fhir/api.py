@@ -4,8 +4,9 @@ Every answer is `application/fhir+json`. Each resource names a patient, so each 
 audited as a read of the patient's record (`patient.read`), like the invoice's Bundle.
 """
 
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from luxfact.auth.roles import Role
@@ -26,6 +27,16 @@ READERS = (Role.billing, Role.admin, Role.integration)
 DESK_READERS = (Role.clerk, *READERS)
 
 
+class FhirQuery(BaseModel):
+    """FHIR's own `_format`, which clients send out of habit: only JSON is served, so only
+    its JSON spellings are accepted. Anything else is refused, as on every endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["json", "application/json", "application/fhir+json"] | None = Field(
+        default=None, alias="_format")
+
+
 def _fhir(resource: dict[str, Any]) -> Response:
     return Response(claims_fhir.dumps(resource), media_type=FHIR_JSON,
                     headers={"Cache-Control": "private, no-store"})
@@ -38,14 +49,14 @@ async def _tenant(ctx: Ctx) -> Tenant:
     return tenant
 
 
-@endpoint(*DESK_READERS)
+@endpoint(*DESK_READERS, query=FhirQuery)
 async def read_fhir_patient(ctx: Ctx) -> Response:
     """A patient as a FHIR R4 Patient (the matricule as its official identifier)."""
     patient = await read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     return _fhir(mapping.patient(patient))
 
 
-@endpoint(*DESK_READERS)
+@endpoint(*DESK_READERS, query=FhirQuery)
 async def read_fhir_encounter(ctx: Ctx) -> Response:
     """A stay as a FHIR R4 Encounter."""
     stay = await StayRepository(ctx.session, ctx.tenant_id).get(ctx.path_uuid("stay_id"))
@@ -69,7 +80,7 @@ async def _insurer_invoice(ctx: Ctx) -> tuple[Any, list[Any], Any | None]:
     return invoice, lines, coverage
 
 
-@endpoint(*READERS)
+@endpoint(*READERS, query=FhirQuery)
 async def read_fhir_claim(ctx: Ctx) -> Response:
     """An insurer invoice as a FHIR R4 Claim; a patient invoice or a credit note is 404."""
     invoice, lines, coverage = await _insurer_invoice(ctx)
@@ -77,7 +88,7 @@ async def read_fhir_claim(ctx: Ctx) -> Response:
     return _fhir(mapping.claim(invoice, lines, stay, coverage, await _tenant(ctx)))
 
 
-@endpoint(*READERS)
+@endpoint(*READERS, query=FhirQuery)
 async def read_fhir_claim_response(ctx: Ctx) -> Response:
     """The insurer's answer to a claim, read by the claim's id: 404 until it answered."""
     invoice, lines, coverage = await _insurer_invoice(ctx)
@@ -88,7 +99,7 @@ async def read_fhir_claim_response(ctx: Ctx) -> Response:
                                         await _tenant(ctx)))
 
 
-@endpoint(*READERS)
+@endpoint(*READERS, query=FhirQuery)
 async def read_fhir_invoice(ctx: Ctx) -> Response:
     """An invoice or a credit note as a FHIR R4 Invoice, with its price components."""
     invoice, lines = await billing.get_invoice(ctx.session, ctx.tenant_id,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
@@ -41,6 +41,13 @@ from luxfact.tenancy.repository import TenantRepository
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class NoQuery(BaseModel):
+    """The query of an endpoint that declares none: any parameter is refused, since one
+    the endpoint does not read (a misspelt filter, `?tenant=...`) must not look obeyed."""
+
+    model_config = ConfigDict(extra="forbid")
 
 _WWW_AUTH = {"WWW-Authenticate": 'Bearer realm="luxfact"'}
 
@@ -214,7 +221,10 @@ def endpoint(
                     replay = await idempotency.stored(session, tenant_id, principal.actor, *key)
                     if replay is not None:
                         return replay
-                response = await handler(Ctx(request, session, principal))
+                ctx = Ctx(request, session, principal)
+                # The query checked before the endpoint does anything (reads are audited).
+                ctx.query(query or NoQuery)
+                response = await handler(ctx)
                 if key is not None and response.status_code < 400:
                     await idempotency.store(session, tenant_id, principal.actor, *key, response)
                 return response

@@ -65,6 +65,11 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]
     out = []
     for err in exc.errors(include_url=False, include_input=False):
         path = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        message = reason(err["msg"])
+        if err["type"] == "extra_forbidden":
+            # Pydantic's "Extra inputs are not permitted" does not say what the input was.
+            message = ("not a parameter of this endpoint" if prefix == "query."
+                       else "not a field of this request")
         out.append({"field": prefix + path if path else prefix.rstrip(".") or "body",
-                    "reason": reason(err["msg"])})
+                    "reason": message})
     return out

@@ -209,3 +209,22 @@ def test_a_blank_display_is_left_out_as_fhir_requires() -> None:
     Coding.model_validate(coding)
     spaced = claims_fhir._coding("urn:x", "C", " refusé\u00a0 ")
     assert Coding.model_validate(spaced).display == "refusé"
+
+
+async def test_only_fhirs_json_format_is_accepted_in_the_query(
+        client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    patient = await create_patient(client, hospitals.a)
+    path = f"/api/v1/fhir/Patient/{patient['id']}"
+    before = await patient_reads(client, hospitals.a, patient["id"])
+    for value in ("json", "application/fhir+json"):
+        answer = await client.get(path, params={"_format": value},
+                                  headers=hospitals.a.auth(Role.billing))
+        assert answer.status_code == 200 and answer.headers["content-type"] == FHIR_JSON
+    for params, field in (({"_format": "xml"}, "query._format"),
+                          ({"_pretty": "true"}, "query._pretty"),
+                          ({"patient": str(uuid.uuid4())}, "query.patient")):
+        refused = await client.get(path, params=params, headers=hospitals.a.auth(Role.billing))
+        assert refused.status_code == 422, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == [field]
+    # Refused before the record was read: only the two answered reads are audited.
+    assert await patient_reads(client, hospitals.a, patient["id"]) == before + 2
