@@ -46,8 +46,18 @@ def replay(start: Position, events: list[Event]) -> Position:
 
 
 def _apply(position: Position, event: Event) -> Position:
-    moved = {k: v for k in ("unit", "room", "bed", "room_class")
-             if (v := getattr(event, k))}
+    # A place is unit > room > bed: moving to another unit leaves the old room and bed
+    # behind (they are the old unit's), and another room the old bed, unless given anew.
+    # The room class is the patient's choice and stays until changed.
+    moved: dict[str, str] = {}
+    if event.unit:
+        moved = {"unit": event.unit, "room": event.room, "bed": event.bed}
+    elif event.room:
+        moved = {"room": event.room, "bed": event.bed}
+    elif event.bed:
+        moved = {"bed": event.bed}
+    if event.room_class:
+        moved["room_class"] = event.room_class
     if event.type == "admit":
         return replace(position, state="admitted", admitted_at=event.at, **moved)
     if event.type == "transfer":

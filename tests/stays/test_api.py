@@ -80,6 +80,27 @@ async def test_admit_transfer_discharge_and_history(
                                  headers=hospitals.b.auth(role))).status_code == 404
 
 
+async def test_a_transfer_leaves_the_old_units_room_and_bed_behind(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)  # MED2, room 204, bed A
+    steps = [({"unit": "ICU"}, ("ICU", "", "")),            # another unit: no room, no bed yet
+             ({"room": "3", "bed": "C"}, ("ICU", "3", "C")),
+             ({"room": "4"}, ("ICU", "4", "")),              # another room: not its old bed
+             ({"bed": "D"}, ("ICU", "4", "D")),
+             ({"room_class": "first"}, ("ICU", "4", "D"))]   # class only: the place stays
+    for hour, (where, expected) in enumerate(steps, start=9):
+        moved = await move(client, hospitals.a, stay, type="transfer",
+                           at=f"2026-03-03T{hour:02d}:00:00+01:00", **where)
+        assert moved.status_code == 201, moved.text
+        body = moved.json()
+        assert (body["unit"], body["room"], body["bed"]) == expected, where
+    assert body["room_class"] == "first"
+    encounter = (await client.get(f"/api/v1/fhir/Encounter/{stay['id']}",
+                                  headers=hospitals.a.auth(Role.clerk))).json()
+    assert encounter["location"][0]["location"]["display"] == "ICU 4 D"
+
+
 async def test_cancellations_reverse_exactly(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
