@@ -10,6 +10,7 @@ from rich.console import Console
 from sqlalchemy import exc as sa_exc
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from luxfact.db import migrate
 from luxfact.db.engine import Database
 from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.kit import context
@@ -65,9 +66,20 @@ async def owner_db(config: Settings) -> AsyncIterator[Database]:
                   tenant_setting_mode=config.tenant_setting_mode,
                   statement_cache_size=config.db_statement_cache)
     try:
+        await _require_migrated(db)
         yield db
     finally:
         await db.dispose()
+
+
+async def _require_migrated(db: Database) -> None:
+    """Refuse to work on a database that is not at the code's revision: its tables may be
+    missing or older, and the command would fail on the first one with a puzzling error."""
+    async with db.engine.connect() as conn:
+        current = await migrate.current_revision(conn)
+    problem = migrate.behind(current)
+    if problem:
+        raise LuxfactError(problem)
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from uvicorn.supervisors.multiprocess import Process
 
 from luxfact.cli.common import describe_db_error, err, fail, settings
 from luxfact.db.engine import make_engine
-from luxfact.db.migrate import current_revision, head_revision
+from luxfact.db.migrate import behind, current_revision
 from luxfact.kit import logging as luxlog
 from luxfact.observability.metrics import MULTIPROC_ENV
 from luxfact.settings import Settings
@@ -50,9 +50,9 @@ async def _check_database(url: str, statement_cache_size: int = 100
         return f"cannot reach the database: {describe_db_error(exc)}", []
     finally:
         await engine.dispose()
-    if current != head_revision():
-        return (f"the database is at revision {current or 'none'}, not {head_revision()}: "
-                "run `luxfact db upgrade`"), []
+    problem = behind(current)
+    if problem:
+        return problem, []
     return None, database_advice(server_settings)
 
 

@@ -36,6 +36,14 @@ async def current_revision(conn: AsyncConnection) -> str | None:
     return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
+def behind(current: str | None) -> str | None:
+    """Why a process may not work on a database at revision `current`, or None if it may."""
+    if current == head_revision():
+        return None
+    return (f"the database is at revision {current or 'none'}, not {head_revision()}: "
+            "run `luxfact db upgrade`")
+
+
 async def upgrade(settings: Settings, revision: str = "head") -> str | None:
     """Migrate as the owner, then (PostgreSQL) make sure the app role exists with its grants.
     Returns the revision the database is at afterwards (an older target changes nothing:

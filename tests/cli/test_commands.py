@@ -129,3 +129,22 @@ def test_upgrade_says_the_revision_reached_not_the_one_asked(cli_env: dict[str, 
     assert "never goes back" in older.output
     heads = invoke(cli_env, "db", "upgrade", "heads")  # a name for the head, not older
     assert heads.exit_code == 0 and "never goes back" not in heads.output
+
+
+def test_a_database_not_migrated_is_named_not_mistaken_for_unreachable(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "empty.db"
+    env = {"LUXFACT_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
+    (tmp_path / "hopital.toml").write_text(GOOD, encoding="utf-8")
+    for command in (["tariffs", "price", "N101", "--date", "2024-01-01"],
+                    ["tenants", "sync", str(tmp_path)],
+                    ["users", "create", "--tenant", "hopital", "--email", "a@b.lu", "--role",
+                     "clerk"]):
+        result = runner.invoke(app, command, env=env)
+        assert result.exit_code == 1, (command, result.output)
+        assert "revision none" in result.output and "luxfact db upgrade" in result.output
+        assert "cannot reach" not in result.output
+    with sqlite3.connect(path) as conn:  # nothing was written by the refused commands
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
