@@ -46,8 +46,8 @@ INVOICES_OF_PATIENT = select(I.c.id).where(I.c.tenant_id == bindparam("tenant_id
 _OF_INVOICES = (L.c.tenant_id == bindparam("tenant_id"),
                 L.c.invoice_id.in_(bindparam("invoice_ids", expanding=True)),
                 ~_credited_line())
-LIVE_PARTS = select(L.c.act_id, L.c.part, L.c.day, L.c.last_day, L.c.amount_cents
-                    ).where(*_OF_INVOICES)
+LIVE_PARTS = select(L.c.act_id, L.c.part, L.c.day, L.c.last_day, L.c.amount_cents,
+                    L.c.invoice_id).where(*_OF_INVOICES)
 PARTICIPATION_DAYS = select(L.c.day, L.c.quantity).where(*_OF_INVOICES, L.c.act_id.is_(None))
 LIVE_LINES_OF_ACTS = (select(L.c.act_id, L.c.invoice_id, L.c.seq).select_from(_LINES_OF_INVOICES)
                         .where(*_LIVE, L.c.act_id.in_(bindparam("act_ids", expanding=True))))
@@ -155,7 +155,8 @@ class BillingRepository:
         return {row[0] for row in (await self.session.execute(query)).all()}
 
     async def live_parts(self, stay_id: uuid.UUID) -> list[Row]:
-        """Every line of the stay's invoices not credited: (act_id, part, day, last_day)."""
+        """Every line of the stay's invoices not credited: (act_id, part, day, last_day,
+        amount_cents, invoice_id)."""
         params = {"tenant_id": self.tenant_id, "stay_id": stay_id}
         ids = list((await self.session.execute(INVOICES_OF_STAY, params)).scalars())
         if not ids:

@@ -646,11 +646,10 @@ async def _change_kind(run: Apply) -> None:
     if stay.state in ("cancelled", "closed"):
         raise Conflict(f"The stay is {stay.state}: its kind cannot change.")
     if stay.kind != kind:
+        # Its participation and acts would be priced under another kind: none on an invoice.
+        await stays.require_not_invoiced(run.session, run.tenant_id, stay.id,
+                                         "changing its kind")
         live = await run.stays.acts(stay.id, include_cancelled=False)
-        invoiced = [a for a in live if a.state == "invoiced"]
-        if invoiced:
-            raise Conflict(f"Act {invoiced[0].code} of this stay is invoiced: credit the "
-                           "invoice before changing the stay's kind.")
         locked = await stays.get_stay(run.session, run.tenant_id, stay.id, lock=True)
         await run.stays.update_stay(locked.id, {"kind": kind, "updated_at": utcnow()})
         await record(run.session, "stay.change_kind", "stay", stay.id,

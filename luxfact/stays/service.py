@@ -130,10 +130,8 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         if target.type == "transfer" and target.room_class:
             await _check_against_acts(repo, stay, target, position, undo=True)
         if data.type == "cancel_admit":
-            locked = [a for a in await repo.acts(stay_id) if a.state == "invoiced"]
-            if locked:
-                raise Conflict("Acts of this stay are invoiced: credit the invoice before "
-                               "cancelling the admission.", invoice_id=str(locked[0].invoice_id))
+            await require_not_invoiced(session, tenant_id, stay_id,
+                                       "cancelling the admission")
         values = _movement(stay_id, seq, data.type, data.at, cancels=target.id)
         await repo.insert_movement(values)
         await repo.mark_cancelled(target.id, values["id"])  # type: ignore[arg-type]
@@ -169,6 +167,19 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
     # What was written is what would be read back (times are UTC already): no round trip.
     updated = Stay(**{**stay.model_dump(), **changes, "version": stay.version + 1})
     return updated, Movement(tenant_id=tenant_id, cancelled_by=None, **values)
+
+
+async def require_not_invoiced(session: AsyncSession, tenant_id: uuid.UUID,
+                               stay_id: uuid.UUID, doing: str) -> None:
+    """Refuse a change that would make the stay's invoices wrong: any part of them not
+    credited, an act's or the daily participation's (an interim invoice bills days only)."""
+    # Imported here: billing builds on stays, not the other way round.
+    from luxfact.billing.repository import BillingRepository
+
+    live = await BillingRepository(session, tenant_id).live_parts(stay_id)
+    if live:
+        raise Conflict(f"This stay is invoiced: credit its invoices before {doing}.",
+                       invoice_id=str(live[0].invoice_id))
 
 
 async def _check_against_acts(repo: StayRepository, stay: Stay, event: rules.Event,

@@ -280,7 +280,7 @@ REASONS = (
     N_("A patient with this matricule exists already."),
     N_("Another patient has this matricule."), N_("The act is outside the stay."),
     N_("The discharge is before the admission."),
-    N_("Acts of this stay are invoiced: credit the invoice before cancelling the admission."),
+    N_("This stay is invoiced: credit its invoices before cancelling the admission."),
     N_("Validation failed"), N_("Conflict"),
 )
 

@@ -334,6 +334,34 @@ async def test_interim_then_final(client: httpx.AsyncClient, hospitals: Hospital
         ("CP1", 1, "2026-03-03"), ("PARTICIPATION", 2, "2026-03-03")]
 
 
+async def test_an_admission_billed_only_for_its_days_cannot_be_cancelled(
+        client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    """An interim invoice of participation days alone (no act on it) still bills the
+    admission: cancelling it would leave the patient owing days of a stay that never was."""
+    birth = date(1960, 1, 1) + timedelta(days=random.randrange(7300))
+    patient = await create_patient(client, hospitals.a, birth_date=birth.isoformat(),
+                                   matricule=new_matricule(birth.strftime("%Y%m%d")))
+    stay = await admit(client, hospitals.a, patient=patient)
+    interim = await bill(client, hospitals.a, stay, kind="interim", until="2026-03-03")
+    assert interim.status_code == 201, interim.text
+    [invoice] = interim.json()["invoices"]
+    assert [line["code"] for line in invoice["lines"]] == ["PARTICIPATION"]
+    cancel = {"type": "cancel_admit", "at": "2026-03-04T12:00:00+01:00",
+              "cancels": stay["movements"][0]["id"]}
+    refused = await move(client, hospitals.a, stay, **cancel)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["invoice_id"] == invoice["id"]
+    assert "credit" in refused.json()["detail"]
+    still = await client.get(f"/api/v1/stays/{stay['id']}", headers=hospitals.a.auth(Role.clerk))
+    assert still.json()["state"] == "admitted"
+    credited = await client.post(f"/api/v1/invoices/{invoice['id']}/credit-notes",
+                                 json={"reason": "admission entered by mistake"},
+                                 headers=hospitals.a.auth(Role.billing))
+    assert credited.status_code == 201, credited.text
+    done = await move(client, hospitals.a, stay, **cancel)
+    assert done.status_code == 201 and done.json()["state"] == "cancelled"
+
+
 async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,
                                            hospitals: Hospitals) -> None:
     stay = await stay_with_acts(client, hospitals.a)

@@ -335,6 +335,29 @@ async def test_a13_after_invoicing_is_refused(
     assert (await stay(client, a, matricule, "V1"))["state"] == "closed"
 
 
+async def test_a_stay_billed_for_its_days_keeps_its_admission_and_kind(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """An interim invoice of participation days alone: A11 would cancel a billed admission,
+    A07 make outpatient a stay whose inpatient days are billed. Both refused, nothing done."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await accepted(client, a, m.admit("C1", matricule, "V1"))
+    admitted = await stay(client, a, matricule, "V1")
+    bill = await client.post(f"/api/v1/stays/{admitted['id']}/invoices",
+                             json={"kind": "interim", "until": "2026-03-03"},
+                             headers=a.auth(Role.billing))
+    assert bill.status_code == 201, bill.text
+    assert [line["code"] for line in bill.json()["invoices"][0]["lines"]] == ["PARTICIPATION"]
+    for why in (await refused(client, a, m.adt("A07", "C2", matricule, "V1", "20260304090000",
+                                               patient_class="O")),
+                await refused(client, a, m.adt("A11", "C3", matricule, "V1",
+                                               "20260304090000"))):
+        assert "invoiced" in why and "credit" in why
+    after = await stay(client, a, matricule, "V1")
+    assert (after["state"], after["kind"], after["version"]) == \
+        ("admitted", "inpatient", admitted["version"])
+
+
 async def test_dft_for_a_cancelled_stay_is_refused(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
