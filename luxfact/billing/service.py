@@ -247,7 +247,7 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
     snapshot = await tariffs.snapshot(session, tenant_id)
     try:
         return pricing.price_stay(snapshot, stay_info, patient_info, inputs, until)
-    except cat.CatalogueError:
+    except cat.CatalogueError as failure:
         errors = []
         for act in inputs:
             try:
@@ -255,11 +255,15 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
             except cat.CatalogueError as exc:
                 errors.append({"field": f"acts.{act.line_id}",
                                "reason": f"{act.code} on {act.day}: {exc}"})
-        if not errors:
-            raise
-        raise ValidationFailed(
-            f"{len(errors)} act(s) can no longer be priced: correct or cancel them.",
-            errors=errors) from None
+        if errors:
+            raise ValidationFailed(
+                f"{len(errors)} act(s) can no longer be priced: correct or cancel them.",
+                errors=errors) from None
+        # Not an act's: the stay's own (participation after the patient's death) or the
+        # catalogue's (a parameter with no value on a day of the stay). Said, never a 500.
+        field = failure.field if isinstance(failure, pricing.RuleViolation) else "tariffs"
+        raise ValidationFailed(f"The stay cannot be priced: {failure}",
+                               errors=[{"field": field, "reason": str(failure)}]) from None
 
 
 def _prepare(tenant: Tenant, stay: Stay, draft: splitting.DraftInvoice, billing: str,

@@ -320,6 +320,7 @@ def price_act(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
               act: ActInput) -> PricedLine:
     """Price one act on its own (no secondary-act reduction): see `check_rules` for the rest."""
     _check_stay(stay)
+    _check_own_data(stay, patient, act)
     index = _index(snapshot)
     period = index.period(act.code, act.day)
     terms = _terms(index, stay, patient, act.day, period.tariff.category)
@@ -385,6 +386,12 @@ def price_stay(snapshot: TariffSnapshot, stay: StayInfo, patient: PatientInfo,
         # and a secondary act may be priceable only once reduced: go again the plain way,
         # which raises that error, or prices what the fast pass could not.
         tariffs, amounts = _price_acts_plainly(index, stay, patient, ordered)
+    if ordered:
+        # Checked once every act is priced (a tariff's error comes first): the earliest and
+        # the latest act say whether any falls outside the patient's life or the stay, and
+        # a price for an act after death is no price (see `_check_own_data`).
+        _check_own_data(stay, patient, ordered[0])
+        _check_own_data(stay, patient, ordered[-1])
 
     insurer = _euros(sum(map(_INSURER_CENTS, amounts)))
     patient_share = _euros(sum(map(_PATIENT_CENTS, amounts)))
@@ -1138,6 +1145,16 @@ def _participation(index: _Index, stay: StayInfo, patient: PatientInfo,
     period = _counted_days(stay, until)
     if period is None:
         return ()
+    if period[0] < patient.birth_date:
+        raise RuleViolation(
+            f"before_birth: participation counted from {period[0].isoformat()}, before the "
+            f"patient's birth on {patient.birth_date.isoformat()}", rule="before_birth",
+            field="admitted_at")
+    if patient.death_date is not None and period[1] > patient.death_date:
+        raise RuleViolation(
+            f"after_death: participation counted up to {period[1].isoformat()}, after the "
+            f"patient's death on {patient.death_date.isoformat()}: the stay ends with it",
+            rule="after_death", field="discharged_at")
     runs = _participation_runs(index, stay, patient, *period)
     return tuple(_participation_lines(stay.kind, runs))
 

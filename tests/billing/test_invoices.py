@@ -362,6 +362,72 @@ async def test_an_admission_billed_only_for_its_days_cannot_be_cancelled(
     assert done.status_code == 201 and done.json()["state"] == "cancelled"
 
 
+async def test_nothing_after_the_patients_death_is_billed(
+        client: httpx.AsyncClient, hospitals: Hospitals) -> None:
+    """A death date recorded after the acts (the death is often entered late): the act
+    after it and the days after it are refused, each saying what to correct."""
+    stay = await stay_with_acts(client, hospitals.a)  # acts on 2 and 3 March, out on 5 March
+    clerk = hospitals.a.auth(Role.clerk)
+    died = await client.patch(f"/api/v1/patients/{stay['patient_id']}",
+                              json={"death_date": "2026-03-02"},
+                              headers={**clerk, "If-Match": '"1"'})
+    assert died.status_code == 200, died.text
+    late_act = await bill(client, hospitals.a, stay, dry_run=True)
+    assert late_act.status_code == 422, late_act.text
+    [error] = late_act.json()["errors"]
+    acts_of_stay = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
+                                     headers=clerk)).json()["items"]
+    [cp1] = [a for a in acts_of_stay if a["code"] == "CP1"]
+    assert error["field"] == f"acts.{cp1['id']}" and "after_death" in error["reason"]
+    assert (await client.delete(f"/api/v1/stays/{stay['id']}/acts/{cp1['id']}",
+                                headers=clerk)).status_code == 200
+    late_days = await bill(client, hospitals.a, stay, dry_run=True)
+    assert late_days.status_code == 422, late_days.text
+    assert late_days.json()["errors"] == [{"field": "discharged_at", "reason": (
+        "after_death: participation counted up to 2026-03-04, after the patient's death on "
+        "2026-03-02: the stay ends with it")}]
+    # The discharge moved to the day of death: one day, billed.
+    discharge = (await client.get(f"/api/v1/stays/{stay['id']}", headers=clerk)).json()[
+        "movements"][-1]
+    assert (await move(client, hospitals.a, stay, type="cancel_discharge",
+                       at="2026-03-05T12:00:00+01:00", cancels=discharge["id"])
+            ).status_code == 201
+    assert (await move(client, hospitals.a, stay, type="discharge",
+                       at="2026-03-02T18:00:00+01:00")).status_code == 201
+    billed = await bill(client, hospitals.a, stay)
+    assert billed.status_code == 201, billed.text
+    days = [line for invoice in billed.json()["invoices"] for line in invoice["lines"]
+            if line["code"] == "PARTICIPATION"]
+    assert [(line["day"], line["quantity"]) for line in days] == [("2026-03-02", 1)]
+
+
+async def test_a_parameter_missing_on_a_day_of_the_stay_is_named(
+        client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database) -> None:
+    """The daily participation ended in the catalogue (its next amount not known yet): the
+    bill says which parameter lacks a value on which day, and guesses nothing."""
+    from luxfact.tariffs import service as tariffs
+
+    stay = await stay_with_acts(client, hospitals.a)  # participation 2 to 4 March
+    change = text("UPDATE tariff_parameters SET valid_to = :to "
+                  "WHERE name = 'daily_participation_inpatient'")
+    async with owner_db.transaction() as session:
+        await session.execute(change, {"to": date(2026, 3, 3)})
+    tariffs._tables_cache.clear()  # as after an import: the tables are read again
+    tariffs._cache.clear()
+    try:
+        refused = await bill(client, hospitals.a, stay, dry_run=True)
+    finally:
+        async with owner_db.transaction() as session:
+            await session.execute(change, {"to": None})
+        tariffs._tables_cache.clear()
+        tariffs._cache.clear()
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert error["field"] == "tariffs"
+    assert "daily_participation_inpatient" in error["reason"] and "2026-03-04" in error["reason"]
+    assert (await bill(client, hospitals.a, stay, dry_run=True)).status_code == 200
+
+
 async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,
                                            hospitals: Hospitals) -> None:
     stay = await stay_with_acts(client, hospitals.a)

@@ -597,6 +597,35 @@ def test_act_before_birth_or_after_death() -> None:
                 act("C1"), [])
 
 
+def test_nothing_outside_the_patients_life_is_priced() -> None:
+    """Pricing refuses what `check_rules` refuses at recording: a death date entered after
+    the acts must not leave them billable, nor the days after it."""
+    died = PatientInfo(day("1950-01-01"), death_date=day("2024-03-14"))
+    unborn = PatientInfo(day("2024-03-13"))
+    for patient, when, rule in ((died, day("2024-03-15"), "after_death"),
+                                (unborn, day("2024-03-12"), "before_birth")):
+        late = act("C1", when, "L2")
+        with pytest.raises(RuleViolation) as raised:
+            price_act(SNAPSHOT, INPATIENT, patient, late)
+        assert raised.value.rule == rule
+        # In a stay, wherever it falls among the acts.
+        acts = [act("C1", day("2024-03-14"), "L1"), late, act("C1", day("2024-03-13"), "L3")]
+        with pytest.raises(RuleViolation) as raised:
+            price_stay(SNAPSHOT, INPATIENT, patient, acts)
+        assert (raised.value.rule, raised.value.field) == (rule, "performed_at")
+    # No act after the death, but days counted after it (out on 20 March): the discharge
+    # is what to correct. Out the day after the death: its day counted, nothing after it.
+    with pytest.raises(RuleViolation) as raised:
+        price_stay(SNAPSHOT, INPATIENT, died, [act("C1", day("2024-03-14"))])
+    assert (raised.value.rule, raised.value.field) == ("after_death", "discharged_at")
+    ended = replace(INPATIENT, discharged=day("2024-03-15"))
+    priced = price_stay(SNAPSHOT, ended, died, [act("C1", day("2024-03-14"))])
+    assert sum(line.days for line in priced.participation) == 5
+    with pytest.raises(RuleViolation) as raised:  # admitted before the birth, no act
+        price_stay(SNAPSHOT, INPATIENT, unborn, [])
+    assert (raised.value.rule, raised.value.field) == ("before_birth", "admitted_at")
+
+
 def test_act_outside_the_stay() -> None:
     for when in ("2024-03-09", "2024-03-21"):
         error = violation(INPATIENT, act("C1", day(when)))
