@@ -450,9 +450,8 @@ class Apply:
             hops += 1
         return patient
 
-    async def ensure_patient(self, *, update: bool) -> Patient:
-        """The message's patient: found by matricule (its data updated when `update`), or
-        registered."""
+    async def ensure_patient(self) -> Patient:
+        """The message's patient: found by matricule (its data updated), or registered."""
         data = self.event.patient
         assert data is not None
         patient = await self.find_patient(data.identity)
@@ -471,7 +470,7 @@ class Apply:
             patient = await patients.create_patient(
                 self.session, self.tenant_id, patient_in,
                 matricule_free=bool(identity.matricule))
-        elif update:
+        else:
             patient = await self.update_patient(patient)
         self.touched.patient(patient.id)
         return patient
@@ -568,7 +567,7 @@ async def _admit(run: Apply) -> None:
     if existing is not None and not (existing.state == "planned" and not planned):
         raise Refused(f"PV1-19: visit {visit.visit_number} exists already "
                       f"({existing.state})", Location("PV1", 19), parse.DUPLICATE_KEY)
-    patient = await run.ensure_patient(update=True)
+    patient = await run.ensure_patient()
     await run.add_coverages(patient, admitted_at)
     if existing is not None:  # a pre-admission (A05) now admitted
         if existing.patient_id != patient.id:
@@ -669,23 +668,40 @@ async def _update(run: Apply) -> None:
     data = run.event.patient
     assert data is not None
     visit = run.event.visit
+    identity = data.identity
+    named = identity.matricule or identity.legacy_matricule
     stay = None
     if visit is not None and visit.visit_number:
         found = await HL7Repository(run.session, run.tenant_id).stay_by_visit(
             visit.visit_number)
-        if found is not None:
-            stay = found[0]
-            run.check_patient(*found)
-    if data.identity.matricule or data.identity.legacy_matricule:
-        patient = await run.ensure_patient(update=True)
-    elif stay is not None:
-        owner = await run.patients.get(stay.patient_id)
-        assert owner is not None
-        patient = await run.update_patient(owner)
-        run.touched.patient(patient.id)
+        if found is None:
+            raise Refused(f"PV1-19: no visit {visit.visit_number}", Location("PV1", 19),
+                          parse.UNKNOWN_KEY)
+        stay = found[0]
+        run.check_patient(*found)
+    # An update, as the API's PATCH: of a patient already known, never a registration
+    # (A01, A04, A05 register). The visit's patient, when the message names a visit: a
+    # matricule sent for a patient registered without one is added to that record.
+    if stay is not None:
+        patient = await run.patients.get(stay.patient_id)
+        assert patient is not None
+        other = await run.find_patient(identity) if named else None
+        if other is not None and other.id != patient.id:
+            raise Refused(f"PID-3: this matricule is another patient record than the one "
+                          f"of visit {stay.external_id}: merge them first (A40)",
+                          Location("PID", 3), parse.DUPLICATE_KEY)
+    elif named:
+        found_patient = await run.find_patient(identity)
+        if found_patient is None:
+            raise Refused("PID-3: no patient with this matricule: an A08 updates a known "
+                          "patient (A01, A04 or A05 register one)", Location("PID", 3),
+                          parse.UNKNOWN_KEY)
+        patient = found_patient
     else:
         raise Refused("PID-3: no matricule (and no known visit) to find the patient by",
                       Location("PID", 3), parse.REQUIRED_MISSING)
+    patient = await run.update_patient(patient)
+    run.touched.patient(patient.id)
     await run.add_coverages(patient, stay.admitted_at if stay else run.event.occurred_at)
     if stay is None or visit is None or stay.state in ("cancelled", "closed"):
         return

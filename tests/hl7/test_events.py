@@ -201,6 +201,35 @@ async def test_a08_updates_the_patient_and_the_doctors(
     assert "PV1-7: not an 8-digit provider code" in await refused(client, a, bad)
 
 
+async def test_a08_updates_a_known_patient_and_never_registers_one(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a, matricule = hospitals.a, m.new_matricule("19800101")
+    # Admitted before the matricule was known: A08 brings it, on the visit's own record.
+    await accepted(client, a, m.admit("C1", None, "V1"))
+    [anonymous_id] = (await messages(client, a))[0]["patient_ids"]
+    await accepted(client, a, m.message(m.msh("ADT^A08", "C2"), m.evn("A08", "20260302100000"),
+                                        m.pid(matricule), m.pv1("V1")))
+    known = await patient(client, a, matricule)
+    assert known["id"] == anonymous_id and known["no_matricule_reason"] is None
+    # Nothing registered by an A08: an unknown matricule, an unknown visit are refused.
+    stranger = m.new_matricule("19700101")
+    why = await refused(client, a, m.message(m.msh("ADT^A08", "C3"), m.pid(stranger)))
+    assert "no patient with this matricule" in why
+    assert (await client.get("/api/v1/patients", params={"matricule": stranger},
+                             headers=a.auth(Role.clerk))).json()["items"] == []
+    why = await refused(client, a, m.message(m.msh("ADT^A08", "C4"), m.pid(matricule),
+                                             m.pv1("NOSUCHVISIT")))
+    assert "PV1-19: no visit NOSUCHVISIT" in why
+    # A visit of a record without matricule, and the matricule of another record: two
+    # records of one person, which a merge (A40) joins; an A08 does not pick one.
+    await accepted(client, a, m.admit("C5", None, "V2"))
+    why = await refused(client, a, m.message(m.msh("ADT^A08", "C6"), m.pid(matricule),
+                                             m.pv1("V2")))
+    assert "another patient record" in why and "A40" in why
+    assert (await stay(client, a, matricule, "V1"))["patient_id"] == known["id"]
+
+
 async def test_a40_merges_the_duplicate(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
     a, matricule = hospitals.a, m.new_matricule()
     # Registered first without a matricule (visit V1), then with it (visit V2).
