@@ -734,6 +734,7 @@ async def _merge(run: Apply) -> None:
                       parse.UNKNOWN_KEY)
     duplicate = await run.find_patient(merge.identity, follow=False) \
         if (merge.identity.matricule or merge.identity.legacy_matricule) else None
+    by_number = duplicate is not None
     if duplicate is None and merge.visit_number:
         stay = await run.stays.by_external_id(merge.visit_number)
         if stay is not None:
@@ -741,6 +742,12 @@ async def _merge(run: Apply) -> None:
     if duplicate is None:
         raise Refused("MRG-1/MRG-5: the patient to merge is unknown", Location("MRG", 1),
                       parse.UNKNOWN_KEY)
+    if duplicate.id == survivor.id and by_number:
+        # MRG-1 names the survivor's own record: as the API says, a patient is not merged
+        # into itself. (A visit of MRG-5 already on the survivor is a merge done before:
+        # nothing to do.)
+        raise Refused("MRG-1: the patient to merge is the surviving patient itself",
+                      Location("MRG", 1), parse.DATA_TYPE)
     run.touched.patient(survivor.id)
     if duplicate.id == survivor.id or duplicate.merged_into == survivor.id:
         return  # merged already: nothing more to do

@@ -251,6 +251,10 @@ async def test_a40_merges_the_duplicate(client: httpx.AsyncClient, hospitals: Ho
     await accepted(client, a, raw.replace(b"|C3|", b"|C4|"))
     unknown = m.message(m.msh("ADT^A40", "C5"), m.pid(matricule), m.mrg(visit="NOPE"))
     assert "MRG" in await refused(client, a, unknown)
+    # MRG-1 naming the survivor itself: refused, as the API refuses it.
+    itself = m.message(m.msh("ADT^A40", "C6"), m.pid(matricule), m.mrg(matricule))
+    assert "MRG-1: the patient to merge is the surviving patient itself" in \
+        await refused(client, a, itself)
 
 
 async def test_dft_records_priced_acts(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
