@@ -2,6 +2,7 @@
 
 from starlette.responses import Response
 
+from luxfact.audit.service import record
 from luxfact.auth.roles import Role
 from luxfact.hl7 import parse, service
 from luxfact.hl7.repository import HL7Repository
@@ -69,6 +70,13 @@ async def list_messages(ctx: Ctx) -> Response:
         limit=query.limit + 1, status=query.status, with_raw=with_raw,
         after=decode_time_cursor(query.cursor))
     shown = rows[: query.limit]
+    if with_raw and shown:
+        # The raw messages carry patients' data (names, matricules): reading them is audited
+        # as a patient search is, its `results` the patients they name (which a patient's
+        # export finds, the others' ids left out: privacy/export.py `_own`).
+        patients = sorted({str(p) for row in shown for p in row.patient_ids})
+        await record(ctx.session, "hl7.read", "hl7_message", "list",
+                     {"results": patients, "messages": len(shown)}, tenant_id=ctx.tenant_id)
     cursor = None
     if len(rows) > query.limit and shown:
         cursor = encode_cursor([shown[-1].received_at.isoformat(), str(shown[-1].id)])

@@ -302,3 +302,28 @@ async def test_purge_keeps_the_retention_period(
     result = await asyncio.to_thread(invoke, {**cli_env, "LUXFACT_HL7_RETENTION_DAYS": "1"},
                                      "hl7", "purge", "--days", "400")
     assert f"{a.slug}: 0 message(s) removed" in result.output
+
+
+async def test_reading_the_raw_messages_is_audited(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """An administrator's list shows each message whole (names, matricules): recorded as a
+    read of the patients it names. The integration key's list carries no raw message."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await accepted(client, a, m.admit("AU1", matricule, "V1"))
+    found = await patient(client, a, matricule)
+
+    async def reads() -> list[dict]:
+        events = (await client.get("/api/v1/audit-events", params={"action": "hl7.read"},
+                                   headers=a.auth(Role.admin))).json()["items"]
+        return [e for e in events if found["id"] in e["details"]["results"]]
+
+    before = len(await reads())
+    listed = await messages(client, a, limit="5")
+    assert matricule in listed[0]["raw"]
+    after = await reads()
+    assert len(after) == before + 1 and after[0]["details"]["messages"] == len(listed)
+    assert after[0]["actor"].startswith("key:")
+    without_raw = await messages(client, a, Role.integration, limit="5")
+    assert without_raw[0]["raw"] is None
+    assert len(await reads()) == before + 1
