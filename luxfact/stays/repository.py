@@ -182,12 +182,15 @@ class StayRepository:
                 "b_tenant_id": self.tenant_id, "act_ids": act_ids, "new_state": state,
                 "new_invoice_id": invoice_id, "now": utcnow()})
 
-    async def cancel_recorded_acts(self, stay_id: uuid.UUID) -> int:
-        result = await self.session.execute(
-            update(A).where(A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,
-                            A.c.state == "recorded")
-            .values(state="cancelled", version=A.c.version + 1))
-        return result.rowcount or 0
+    async def cancel_recorded_acts(self, stay_id: uuid.UUID) -> list[uuid.UUID]:
+        """Cancel the stay's acts not invoiced (the stay is locked); their ids, to audit."""
+        recorded = (A.c.tenant_id == self.tenant_id, A.c.stay_id == stay_id,
+                    A.c.state == "recorded")
+        ids = list((await self.session.execute(select(A.c.id).where(*recorded))).scalars())
+        if ids:
+            await self.session.execute(update(A).where(*recorded).values(
+                state="cancelled", version=A.c.version + 1))
+        return ids
 
     async def move_stays(self, source: uuid.UUID, target: uuid.UUID) -> None:
         await self.session.execute(update(S).where(S.c.tenant_id == self.tenant_id,

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.audit.service import event_values, record
+from luxfact.audit.service import event_values, record, record_many
 from luxfact.kit import context
 from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
 from luxfact.kit.time import LUXEMBOURG, utcnow
@@ -137,7 +137,10 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         await repo.mark_cancelled(target.id, values["id"])  # type: ignore[arg-type]
         remaining = [e for e in events if e.id != target.id]
         if data.type == "cancel_admit":
-            await repo.cancel_recorded_acts(stay_id)
+            cancelled = await repo.cancel_recorded_acts(stay_id)
+            if cancelled:  # each act's own trail says why it was cancelled
+                await record_many(session, [("act.cancel", "act", act_id, {
+                    "by": "cancel_admit"}) for act_id in cancelled], tenant_id=tenant_id)
             new = rules.Position(state="cancelled", admitted_at=stay.admitted_at)
         else:
             new = rules.replay(initial_for(stay), remaining)

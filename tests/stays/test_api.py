@@ -137,6 +137,10 @@ async def test_cancel_admit_cancels_the_stay_and_its_acts(
     acts = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
                              headers=hospitals.a.auth(Role.clerk))).json()["items"]
     assert [a["state"] for a in acts] == ["cancelled"]
+    trail = (await client.get("/api/v1/audit-events", params={"object_id": acts[0]["id"]},
+                              headers=hospitals.a.auth(Role.admin))).json()["items"]
+    assert [(e["action"], e["details"]) for e in trail] == [
+        ("act.cancel", {"by": "cancel_admit"}), ("act.create", trail[1]["details"])]
     late = await act(client, hospitals.a, stay)
     assert late.status_code == 409
     transfer = await move(client, hospitals.a, stay, type="transfer",
