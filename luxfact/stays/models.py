@@ -38,6 +38,9 @@ class Stay(SQLModel, table=True):
     attending_doctor: str | None = Field(default=None, max_length=8)
     childbirth: bool = False
     psychiatric: bool = False
+    # Created planned (a pre-admission, HL7 A05): cancelling its admission returns it to
+    # planned, as it was, instead of cancelling the stay.
+    pre_admitted: bool = False
     version: int = 1
     created_at: datetime = created_at_field()
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -69,7 +69,7 @@ async def admit(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
     stay_id = uuid.uuid4()
     values = data.model_dump(exclude={"planned"})
     values.update(id=stay_id, state="planned" if data.planned else "admitted", version=1,
-                  created_at=now, updated_at=now)
+                  pre_admitted=data.planned, created_at=now, updated_at=now)
     await repo.insert_stay(values, event_values(
         "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
         {"kind": data.kind}, tenant_id=tenant_id))
@@ -141,7 +141,9 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
             if cancelled:  # each act's own trail says why it was cancelled
                 await record_many(session, [("act.cancel", "act", act_id, {
                     "by": "cancel_admit"}) for act_id in cancelled], tenant_id=tenant_id)
-            new = rules.Position(state="cancelled", admitted_at=stay.admitted_at)
+            # Reversed exactly: a pre-admission stands again; a stay admitted at once never was.
+            new = rules.Position(state="planned" if stay.pre_admitted else "cancelled",
+                                 admitted_at=stay.admitted_at)
         else:
             new = rules.replay(initial_for(stay), remaining)
     else:

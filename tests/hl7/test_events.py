@@ -147,6 +147,9 @@ async def test_a05_pre_admits_then_a01_admits(
     assert admitted["admitted_at"] == "2026-03-02T08:00:00Z" and admitted["room"] == "1"
     # The visit is admitted: another A01 for it is a duplicate visit.
     assert "exists already" in await refused(client, a, m.admit("C3", matricule, "V1"))
+    # A11 cancels the admission, not the pre-admission: the visit is planned again.
+    await accepted(client, a, m.adt("A11", "C4", matricule, "V1", "20260302100000"))
+    assert (await stay(client, a, matricule, "V1"))["state"] == "planned"
 
 
 async def test_a06_a07_change_the_kind_and_price_the_acts_again(

@@ -148,6 +148,29 @@ async def test_cancel_admit_cancels_the_stay_and_its_acts(
     assert transfer.status_code == 409
 
 
+async def test_cancelling_the_admission_of_a_pre_admission_returns_it_to_planned(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """A cancellation reverses exactly what its event did: the admission of a planned stay
+    made it admitted, so cancelling it leaves the stay planned (and admissible again)."""
+    stay = await admit(client, hospitals.a, planned=True)
+    admitted = await move(client, hospitals.a, stay, type="admit",
+                          at="2026-03-02T09:00:00+01:00", unit="MED", room="1", bed="A")
+    assert admitted.status_code == 201 and admitted.json()["state"] == "admitted"
+    assert (await act(client, hospitals.a, stay)).status_code == 201
+    undone = await move(client, hospitals.a, stay, type="cancel_admit",
+                        at="2026-03-02T12:00:00+01:00",
+                        cancels=admitted.json()["movements"][0]["id"])
+    assert undone.status_code == 201, undone.text
+    body = undone.json()
+    assert (body["state"], body["unit"], body["discharged_at"]) == ("planned", "", None)
+    acts = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
+                             headers=hospitals.a.auth(Role.clerk))).json()["items"]
+    assert [a["state"] for a in acts] == ["cancelled"]  # the acts of the admission undone
+    again = await move(client, hospitals.a, stay, type="admit", at="2026-03-03T09:00:00+01:00")
+    assert again.status_code == 201 and again.json()["state"] == "admitted"
+
+
 async def test_bad_movements(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
     stay = await admit(client, hospitals.a)
     before = await move(client, hospitals.a, stay, type="discharge",
