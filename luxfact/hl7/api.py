@@ -6,7 +6,7 @@ from luxfact.audit.service import record
 from luxfact.auth.roles import Role
 from luxfact.hl7 import parse, service
 from luxfact.hl7.repository import HL7Repository
-from luxfact.hl7.schemas import MessageOut, MessageQuery, ReplayOut
+from luxfact.hl7.schemas import MessageOut, MessageQuery, ReplayOut, ReplayQuery
 from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.pagination import Page, decode_time_cursor, encode_cursor
 from luxfact.kit.errors import UnsupportedMediaType
@@ -84,10 +84,12 @@ async def list_messages(ctx: Ctx) -> Response:
                                           next_cursor=cursor))
 
 
-@endpoint(Role.admin, response=ReplayOut)
+@endpoint(Role.admin, query=ReplayQuery, response=ReplayOut)
 async def replay_message(ctx: Ctx) -> Response:
     """Apply a refused message again (after the missing data was fixed); a message applied
-    already is not applied twice."""
+    already is not applied twice. 409 when other messages of its visit were applied since
+    it came, listing them (`applied_since`), unless `force=true`."""
     message, applied = await service.replay(ctx.session, ctx.tenant_id,
-                                            ctx.path_uuid("message_id"))
+                                            ctx.path_uuid("message_id"),
+                                            force=ctx.query(ReplayQuery).force)
     return json_response(ReplayOut(applied=applied, message=message_out(message, True)))

@@ -85,6 +85,15 @@ class HL7Repository:
         await self.session.execute(delete(T).where(T.c.tenant_id == self.tenant_id,
                                                    T.c.id == message_id))
 
+    async def accepted_since(self, received_at: datetime) -> list[Any]:
+        """(id, control_id, message_type, stay_ids) of the messages accepted after
+        `received_at`, oldest first (a replay's check: rare, an administrator's)."""
+        return list((await self.session.execute(
+            select(T.c.id, T.c.control_id, T.c.message_type, T.c.stay_ids)
+            .where(T.c.tenant_id == self.tenant_id, T.c.status == "accepted",
+                   T.c.received_at > received_at)
+            .order_by(T.c.received_at, T.c.id))).all())
+
     async def page(self, *, limit: int, status: str | None, with_raw: bool,
                    after: tuple[datetime, uuid.UUID] | None) -> list[Any]:
         """Newest first; rows (not ORM objects), the raw bytes only when asked for."""

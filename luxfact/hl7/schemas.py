@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from luxfact.http.pagination import PageQuery
 
@@ -37,6 +37,15 @@ class MessageOut(BaseModel):
     attempts: int
     received_at: dt.datetime
     processed_at: dt.datetime
+
+
+class ReplayQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(default=False, description=(
+        "Apply it even though other messages of its visit were applied since it came (a "
+        "409 lists them otherwise): after checking it is neither out of order nor a "
+        "duplicate of one of them."))
 
 
 class ReplayOut(BaseModel):

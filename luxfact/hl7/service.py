@@ -171,10 +171,34 @@ def _rejected(exc: parse.Rejected) -> Outcome:
     return Outcome(acks.REJECT, exc.reason, exc.code, exc.location)
 
 
+# Messages whose arrival is what a refused message of their visit was waiting for.
+_REGISTRATIONS = ("A01", "A04", "A05")
+
+
+async def _applied_since(session: AsyncSession, tenant_id: uuid.UUID,
+                         message: HL7Message, parsed: Parsed) -> list[Any]:
+    """The messages of the same visit applied since this one was received, but for the
+    registration it may have been waiting for: the visit's history has moved on."""
+    event = _event(parsed)
+    if isinstance(event, Outcome) or event.visit is None or not event.visit.visit_number:
+        return []
+    stay = await StayRepository(session, tenant_id).by_external_id(event.visit.visit_number)
+    if stay is None:
+        return []
+    later = await HL7Repository(session, tenant_id).accepted_since(message.received_at)
+    return [row for row in later if str(stay.id) in {str(i) for i in row.stay_ids}
+            and row.id != message.id
+            and row.message_type.rpartition("^")[2] not in _REGISTRATIONS]
+
+
 async def replay(session: AsyncSession, tenant_id: uuid.UUID,
-                 message_id: uuid.UUID) -> tuple[HL7Message, bool]:
+                 message_id: uuid.UUID, *, force: bool = False) -> tuple[HL7Message, bool]:
     """Apply a refused message again (its data fixed meanwhile); one applied already is left
-    as it is. Returns the message and whether it was applied again."""
+    as it is. Returns the message and whether it was applied again.
+
+    Refused (unless `force`) when other messages of its visit were applied since it came:
+    replayed now it would be applied after them, out of order (an old A03 undoing a later
+    A13), or twice (its charges delivered again under another control id)."""
     from luxfact.kit.errors import NotFound
 
     repo = HL7Repository(session, tenant_id)
@@ -193,6 +217,15 @@ async def replay(session: AsyncSession, tenant_id: uuid.UUID,
     try:
         parsed = parse.read(message.raw)
         header = parsed.header
+        since = [] if force else await _applied_since(session, tenant_id, message, parsed)
+        if since:
+            names = ", ".join(f"{row.message_type} {row.control_id}" for row in since[:10])
+            raise Conflict(
+                f"Messages of this visit were applied since this one was refused ({names}"
+                f"{', …' if len(since) > 10 else ''}): replayed now, it would come after them "
+                "out of order, or twice if one of them delivered it again. Check them, then "
+                "replay with force=true if it must still be applied.",
+                applied_since=[str(row.id) for row in since])
         outcome, touched = await apply(session, tenant_id, parsed)
     except parse.Rejected as exc:
         header = exc.header

@@ -327,3 +327,42 @@ async def test_reading_the_raw_messages_is_audited(
     without_raw = await messages(client, a, Role.integration, limit="5")
     assert without_raw[0]["raw"] is None
     assert len(await reads()) == before + 1
+
+
+async def test_a_replay_that_history_has_overtaken_asks_to_be_forced(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """A refused A03, then the visit admitted, discharged and the discharge cancelled: the
+    old A03 replayed would discharge the stay again. A refused charge delivered again under
+    another control id: replayed, it would be recorded twice. Both refused with the
+    messages that came since, and applied only when forced."""
+    a, matricule = hospitals.a, m.new_matricule()
+    stale = m.adt("A03", "S1", matricule, "V1", "20260304110000", discharge="20260304110000")
+    await refused(client, a, stale)
+    charge = ("N101", "20260302100000")
+    await refused(client, a, m.dft("S2", matricule, "V1", charge))
+    old_discharge, old_charge = [x["id"] for x in await messages(client, a, limit="2")][::-1]
+    await accepted(client, a, m.admit("S3", matricule, "V1"))
+    await accepted(client, a, m.dft("S4", matricule, "V1", charge))  # the same, again
+    await accepted(client, a, m.adt("A03", "S5", matricule, "V1", "20260305110000",
+                                    discharge="20260305110000"))
+    await accepted(client, a, m.adt("A13", "S6", matricule, "V1", "20260305120000"))
+    admin = a.auth(Role.admin)
+    for message_id, since in ((old_discharge, ["DFT^P03 S4", "ADT^A03 S5", "ADT^A13 S6"]),
+                              (old_charge, ["DFT^P03 S4", "ADT^A03 S5", "ADT^A13 S6"])):
+        refused_replay = await client.post(f"/api/v1/hl7/messages/{message_id}/replay",
+                                           headers=admin)
+        assert refused_replay.status_code == 409, refused_replay.text
+        detail = refused_replay.json()["detail"]
+        assert all(name in detail for name in since) and "S3" not in detail
+        assert len(refused_replay.json()["applied_since"]) == 3
+    current = await stay(client, a, matricule, "V1")
+    assert current["state"] == "admitted"
+    assert len((await client.get(f"/api/v1/stays/{current['id']}/acts",
+                                 headers=a.auth(Role.clerk))).json()["items"]) == 1
+    # Forced after checking: applied (here the charge, which the administrator wants twice).
+    forced = await client.post(f"/api/v1/hl7/messages/{old_charge}/replay",
+                               params={"force": "true"}, headers=admin)
+    assert forced.status_code == 200 and forced.json()["message"]["status"] == "accepted"
+    assert len((await client.get(f"/api/v1/stays/{current['id']}/acts",
+                                 headers=a.auth(Role.clerk))).json()["items"]) == 2
