@@ -11,7 +11,6 @@ import codecs
 import csv
 import hashlib
 import io
-import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -209,12 +208,18 @@ def _check_overlaps(reader: _FileReader, periods: dict[Key, list[tuple[date, dat
                     what: str) -> None:
     for key, spans in periods.items():
         spans.sort(key=lambda s: s[0])
-        for (_, end_a, _), (start_b, _, line_b) in itertools.pairwise(spans):
-            if end_a is None or start_b <= end_a:
-                reader.line = line_b
+        # Against the furthest end of all the rows before, not only the one just before: a
+        # row without end overlaps every later one, and each is listed in one report.
+        furthest: date | None = spans[0][1]
+        furthest_line = spans[0][2]
+        for start, end, line in spans[1:]:
+            if furthest is None or start <= furthest:
+                reader.line = line
                 name = "/".join(str(k) for k in key)
-                reader.problem(f"{what} {name}: validity overlaps the one before it "
-                               f"(which ends {end_a or 'never'})")
+                reader.problem(f"{what} {name}: validity overlaps the one of line "
+                               f"{furthest_line} (which ends {furthest or 'never'})")
+            if furthest is not None and (end is None or end > furthest):
+                furthest, furthest_line = end, line
 
 
 class _DatedRows:

@@ -86,6 +86,21 @@ def test_every_problem_is_listed_not_just_the_first(package: Path) -> None:
     assert {p.file for p in problems} == {"acts.csv", "cotes.csv", "parameters.csv"}
 
 
+def test_a_row_without_end_overlaps_every_later_one_and_each_is_listed(
+        package: Path) -> None:
+    """Sorted by start, a long row is not always next to the rows it overlaps: each later
+    row is checked against the furthest end before it, so one report lists them all."""
+    path = package / "acts.csv"
+    first = len(path.read_text(encoding="utf-8").splitlines()) + 1
+    for line in ("MED,OV1,Acte,,1.00,M,2020-01-01,",            # never ends
+                 "MED,OV1,Acte,,1.00,M,2021-01-01,2021-06-30",  # inside it
+                 "MED,OV1,Acte,,1.00,M,2022-01-01,2022-12-31"):  # inside it too
+        append(path, line)
+    problems = [p for p in read_package(package).problems if "OV1" in p.reason]
+    assert [(p.line, "overlaps the one of line " + str(first) in p.reason)
+            for p in problems] == [(first + 1, True), (first + 2, True)]
+
+
 def test_missing_file_and_missing_column(package: Path) -> None:
     (package / "cotes.csv").unlink()
     assert "file missing" in read_package(package).problems[0].reason
