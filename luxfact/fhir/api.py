@@ -24,7 +24,9 @@ from luxfact.tenancy.service import tenant_by_id
 
 FHIR_JSON = "application/fhir+json"
 READERS = (Role.billing, Role.admin, Role.integration)
-DESK_READERS = (Role.clerk, *READERS)
+# A patient's record and stays: the roles the REST API lets read them. An administrator
+# manages users, keys and settings, not patients (docs/security.md).
+PATIENT_READERS = (Role.clerk, Role.billing, Role.integration)
 
 
 class FhirQuery(BaseModel):
@@ -49,14 +51,14 @@ async def _tenant(ctx: Ctx) -> Tenant:
     return tenant
 
 
-@endpoint(*DESK_READERS, query=FhirQuery)
+@endpoint(*PATIENT_READERS, query=FhirQuery)
 async def read_fhir_patient(ctx: Ctx) -> Response:
     """A patient as a FHIR R4 Patient (the matricule as its official identifier)."""
     patient = await read_patient(ctx.session, ctx.tenant_id, ctx.path_uuid("patient_id"))
     return _fhir(mapping.patient(patient))
 
 
-@endpoint(*DESK_READERS, query=FhirQuery)
+@endpoint(*PATIENT_READERS, query=FhirQuery)
 async def read_fhir_encounter(ctx: Ctx) -> Response:
     """A stay as a FHIR R4 Encounter."""
     stay = await StayRepository(ctx.session, ctx.tenant_id).get(ctx.path_uuid("stay_id"))

@@ -65,7 +65,7 @@ def encounter(stay: Any) -> dict[str, Any]:
         period["end"] = claims_fhir._moment(stay.discharged_at)
     resource["period"] = period
     place = " ".join(part for part in (stay.unit, stay.room, stay.bed) if part)
-    if place and stay.state in ("admitted", "planned"):
+    if place and stay.state == "admitted":  # where the patient is now: only while in
         resource["location"] = [{"location": {"display": place}}]
     return resource
 
@@ -115,10 +115,12 @@ def invoice(row: Any, lines: Sequence[Any], tenant: Any) -> dict[str, Any]:
     """An invoice or a credit note as a FHIR R4 Invoice."""
     currency = row.currency
     owed = row.total_cents - row.paid_cents - row.credited_cents
+    # As the REST API's statuses: credited in full with nothing paid is cancelled; nothing
+    # owed either way is balanced; owed, or paid too much (a refund due), is still issued.
     if row.doc_type == "invoice" and row.total_cents > 0 and \
-            row.credited_cents >= row.total_cents:
-        status = "cancelled"  # credited in full
-    elif row.doc_type == "invoice" and owed <= 0:
+            row.credited_cents >= row.total_cents and row.paid_cents == 0:
+        status = "cancelled"
+    elif row.doc_type == "invoice" and owed == 0:
         status = "balanced"
     else:
         status = "issued"

@@ -16,6 +16,7 @@ from fhir.resources.R4B.invoice import Invoice
 from fhir.resources.R4B.patient import Patient
 
 from luxfact.auth.roles import Role
+from luxfact.billing import service
 from luxfact.claims import fhir as claims_fhir
 from tests.billing.test_invoices import bill, stay_with_acts
 from tests.claims.test_returns import answer_with_rejections, post_return, sent_batch
@@ -77,8 +78,13 @@ async def test_patient_and_encounter(client: httpx.AsyncClient, hospitals: Hospi
     assert encounter["period"]["start"].startswith(fresh["admitted_at"][:10])
     if fresh["discharged_at"]:
         assert "end" in encounter["period"]
-    for role in (Role.admin, Role.billing, Role.integration):
+    for role in (Role.billing, Role.integration):
         await read(client, hospitals.a, "Encounter", stay["id"], role)
+    # As the REST API: an administrator reads no patient record, nor a stay.
+    for kind, id_ in (("Patient", patient["id"]), ("Encounter", stay["id"])):
+        denied = await client.get(f"/api/v1/fhir/{kind}/{id_}",
+                                  headers=hospitals.a.auth(Role.admin))
+        assert denied.status_code == 403
 
 
 async def test_claim_and_invoice_match_the_rest_api(client: httpx.AsyncClient,
@@ -137,6 +143,18 @@ async def test_claim_and_invoice_match_the_rest_api(client: httpx.AsyncClient,
     assert money(fhir_note["totalGross"]) == note["gross"]
     assert f"Invoice/{first['id']}" in fhir_note["note"][0]["text"]
     assert (await read(client, hospitals.a, "Invoice", first["id"]))["status"] == "cancelled"
+    # Paid, then credited in full: a refund is due (REST's `overpaid`), so it is not closed.
+    second = issued.json()["invoices"][1]
+    paid = await client.post(f"/api/v1/invoices/{second['id']}/payments", json={
+        "amount": second["total"], "paid_on": service.today().isoformat(), "method": "transfer"},
+        headers=hospitals.a.auth(Role.billing))
+    assert paid.status_code == 201, paid.text
+    assert (await read(client, hospitals.a, "Invoice", second["id"]))["status"] == "balanced"
+    assert (await client.post(f"/api/v1/invoices/{second['id']}/credit-notes",
+                              json={"reason": "duplicate"},
+                              headers=hospitals.a.auth(Role.billing))).status_code == 201
+    assert (await rest(client, hospitals.a, f"invoices/{second['id']}"))["status"] == "overpaid"
+    assert (await read(client, hospitals.a, "Invoice", second["id"]))["status"] == "issued"
 
 
 async def test_claim_response_once_answered(client: httpx.AsyncClient,
@@ -228,3 +246,16 @@ async def test_only_fhirs_json_format_is_accepted_in_the_query(
         assert [error["field"] for error in refused.json()["errors"]] == [field]
     # Refused before the record was read: only the two answered reads are audited.
     assert await patient_reads(client, hospitals.a, patient["id"]) == before + 2
+
+
+async def test_a_planned_encounter_has_no_place_yet(client: httpx.AsyncClient,
+                                                    hospitals: Hospitals) -> None:
+    from tests.stays.test_api import admit, move
+
+    planned = await admit(client, hospitals.a, planned=True)  # its bed booked: MED2 204 A
+    encounter = await read(client, hospitals.a, "Encounter", planned["id"], Role.clerk)
+    assert encounter["status"] == "planned" and "location" not in encounter
+    await move(client, hospitals.a, planned, type="admit", at="2026-03-02T09:00:00+01:00",
+               unit="MED2", room="204", bed="A")
+    encounter = await read(client, hospitals.a, "Encounter", planned["id"], Role.clerk)
+    assert encounter["location"] == [{"location": {"display": "MED2 204 A"}}]
