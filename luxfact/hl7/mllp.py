@@ -80,9 +80,14 @@ class Facilities:
                 tenants = (await session.execute(
                     select(Tenant.id, Tenant.slug, Tenant.config)  # type: ignore[call-overload]
                     .where(Tenant.active))).all()
-            self.mapping = {name: (row.id, row.slug) for row in tenants
-                            for name in (row.config or {}).get("integration", {})
-                            .get("hl7_facilities", [])}
+            mapping: dict[str, tuple[uuid.UUID, str] | None] = {}
+            for row in tenants:
+                for name in (row.config or {}).get("integration", {}).get(
+                        "hl7_facilities", []):
+                    # Claimed by two hospitals (stored before `tenants sync` refused it):
+                    # mapped to neither, rather than to whichever row came last.
+                    mapping[name] = None if name in mapping else (row.id, row.slug)
+            self.mapping = {name: found for name, found in mapping.items() if found}
             self.read_at = time.monotonic()
         return self.mapping.get(facility)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.kit.errors import NotFound
+from luxfact.kit.errors import Conflict, NotFound
 from luxfact.kit.time import utcnow
 from luxfact.tenancy.config import TenantConfig
 from luxfact.tenancy.models import Tenant
@@ -55,6 +55,7 @@ def _changed_fields(old: dict[str, object], new: dict[str, object], prefix: str 
 async def sync_tenants(session: AsyncSession, configs: list[TenantConfig]) -> list[TenantChange]:
     """Apply validated tenant files. The caller's transaction makes it all or nothing."""
     repo = TenantRepository(session)
+    await _refuse_taken_facilities(repo, configs)
     changes = []
     for config in configs:
         columns = _columns(config)
@@ -74,6 +75,24 @@ async def sync_tenants(session: AsyncSession, configs: list[TenantConfig]) -> li
         changes.append(TenantChange(config.slug, "updated", fields))
     await session.flush()
     return changes
+
+
+async def _refuse_taken_facilities(repo: TenantRepository, configs: list[TenantConfig]) -> None:
+    """A sending facility (HL7 MSH-4) belongs to one hospital: the files checked each other
+    (`read_tenant_dir`); here they are checked against the active tenants already stored that
+    this sync does not rewrite (a sync from another directory, a file since removed), whose
+    messages would otherwise go to whichever hospital the listener read last."""
+    synced = {config.slug for config in configs}
+    taken = {facility: tenant.slug for tenant in await repo.all()
+             if tenant.active and tenant.slug not in synced
+             for facility in (tenant.config or {}).get("integration", {}).get(
+                 "hl7_facilities", [])}
+    clashes = [f"{config.path.name}: integration.hl7_facilities: {facility!r} is already "
+               f"mapped to tenant {taken[facility]!r}" for config in configs
+               for facility in config.data.integration.hl7_facilities if facility in taken]
+    if clashes:
+        raise Conflict("; ".join(clashes) + ": remove it from that tenant first; nothing was "
+                       "changed")
 
 
 async def get_tenant(session: AsyncSession, slug: str) -> Tenant:

@@ -148,3 +148,29 @@ def test_a_database_not_migrated_is_named_not_mistaken_for_unreachable(
         assert "cannot reach" not in result.output
     with sqlite3.connect(path) as conn:  # nothing was written by the refused commands
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_a_facility_of_a_stored_hospital_is_not_taken_by_another_sync(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    facility = f"HIS{uuid.uuid4().hex[:8].upper()}"
+    owner, other = _slug(), _slug()
+    mapped = GOOD + f'\n[integration]\nhl7_facilities = ["{facility}"]\n'
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / f"{owner}.toml").write_text(mapped, encoding="utf-8")
+    assert invoke(cli_env, "tenants", "sync", str(first)).exit_code == 0
+    # Another directory (another operator's files) claiming the same facility: refused.
+    (second / f"{other}.toml").write_text(mapped, encoding="utf-8")
+    taken = invoke(cli_env, "tenants", "sync", str(second))
+    assert taken.exit_code == 1, taken.output
+    assert f"{other}.toml: integration.hl7_facilities: {facility!r} is already mapped to " \
+        f"tenant {owner!r}" in taken.output and "nothing was changed" in taken.output
+    users = invoke(cli_env, "users", "create", "--tenant", other, "--email", "a@b.lu",
+                   "--role", "clerk")
+    assert users.exit_code == 1 and "No tenant" in users.output  # not created
+    # Given up by its hospital first, the facility can move.
+    (first / f"{owner}.toml").write_text(GOOD, encoding="utf-8")
+    assert invoke(cli_env, "tenants", "sync", str(first)).exit_code == 0
+    moved = invoke(cli_env, "tenants", "sync", str(second))
+    assert moved.exit_code == 0 and f"{other}: created" in moved.output

@@ -24,6 +24,7 @@ from luxfact.patients.schemas import PatientIn
 from luxfact.settings import Settings
 from luxfact.stays import service as stays
 from luxfact.stays.schemas import StayIn
+from luxfact.tenancy.repository import TenantRepository
 from tests.conftest import Hospital, Hospitals, make_hospital
 from tests.hl7 import messages as m
 from tests.hl7.helpers import code, messages, patient, reason, segment, stay, stays_of
@@ -359,6 +360,29 @@ async def test_the_hospital_is_found_by_sending_facility(
         assert code(await conn.send(b"not HL7 at all")) == "AR"
         await conn.close()
     assert (await stay(client, hospital, matricule, "V1"))["state"] == "admitted"
+
+
+async def test_a_facility_two_hospitals_claim_goes_to_neither(
+    app_db: Database, client: httpx.AsyncClient, owner_db: Database
+) -> None:
+    """Stored before `tenants sync` refused it: the listener picks no hospital at random."""
+    facility = f"HIS{uuid.uuid4().hex[:8].upper()}"
+    first = await make_hospital(owner_db, "g", integration={"hl7_facilities": [facility]})
+    second = await make_hospital(owner_db, "h")
+    async with owner_db.transaction() as session:  # as an older version let it be stored
+        tenant = await TenantRepository(session).by_slug(second.slug)
+        assert tenant is not None
+        tenant.config = {**tenant.config, "integration": {"hl7_facilities": [facility]}}
+        session.add(tenant)
+    matricule = m.new_matricule()
+    raw = m.admit("G1", matricule, "V1").replace(b"|NORDHIS|", f"|{facility}|".encode())
+    async with listening(app_db) as port:
+        conn = await Connection.open(port)
+        ack = await conn.send(raw)
+        await conn.close()
+    assert code(ack) == "AR" and facility in reason(ack)
+    for hospital in (first, second):
+        assert await messages(client, hospital) == []
 
 
 @pytest.mark.postgres
