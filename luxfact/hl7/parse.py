@@ -156,6 +156,27 @@ class Parsed:
 
 # --- reading ----------------------------------------------------------------------------
 
+def same_message(first: bytes, second: bytes) -> bool:
+    """Whether two deliveries under one control id are the same message: the same segments,
+    whatever ends them (CR, LF, CRLF), and whatever MSH-7 says (an engine sending a message
+    again may stamp it anew). Anything else makes them two messages."""
+    return first == second or _content(first) == _content(second)
+
+
+def _content(raw: bytes) -> list[str]:
+    try:
+        text = decode(raw)[0]
+    except Rejected:
+        text = raw.decode("latin-1")
+    segments = [segment for segment in re.split(r"\r\n|\r|\n", text) if segment]
+    if segments and segments[0].startswith("MSH") and len(segments[0]) > 3:
+        fields = segments[0].split(segments[0][3])
+        if len(fields) > 6:
+            fields[6] = ""  # MSH-7, the time of the message (fields[1] is MSH-2)
+        segments[0] = segments[0][3].join(fields)
+    return segments
+
+
 def decode(raw: bytes) -> tuple[str, str]:
     """The text and the charset it was read with (MSH-18, else UTF-8, else Latin-1)."""
     declared = _declared_charset(raw)

@@ -141,8 +141,10 @@ async def receive(session: AsyncSession, tenant_id: uuid.UUID, raw: bytes, *,
         if not await repo.claim(row):
             existing = await repo.by_key(row["sending_facility"], row["control_id"])
             assert existing is not None
-            return Received(existing.ack, existing.ack_code, charset, existing.id,
-                            duplicate=True)
+            if parse.same_message(existing.raw, raw):
+                return Received(existing.ack, existing.ack_code, charset, existing.id,
+                                duplicate=True)
+            return await _reused_control_id(repo, row, header, existing, charset)
     else:
         await repo.insert(row)
     if rejection is not None:
@@ -165,6 +167,27 @@ async def receive(session: AsyncSession, tenant_id: uuid.UUID, raw: bytes, *,
     # No audit event of its own: the log row is the message's record, and what it changed
     # is audited by the services, as the sender ("hl7:<facility>" or the API key).
     return Received(text, outcome.code, charset, message_id)
+
+
+async def _reused_control_id(repo: HL7Repository, row: dict[str, Any],
+                             header: parse.Header | None, existing: HL7Message,
+                             charset: str) -> Received:
+    """Another message under a control id already used: not a redelivery (the first ACK
+    would say it was applied), nor applied (its id would not identify it). Kept in the log
+    without the control id, which stays the first message's, and answered AE."""
+    when = existing.received_at.astimezone(LUXEMBOURG).strftime("%Y-%m-%d %H:%M")
+    outcome = Outcome(acks.ERROR, f"MSH-10: control id {row['control_id']} was used by "
+                      f"another message received {when}: this one is not applied; give "
+                      "each message its own control id", parse.DUPLICATE_KEY,
+                      Location("MSH", 10))
+    row = {**row, "control_id": None}
+    await repo.insert(row)
+    text = acks.build(header, outcome, _ack_id(row["id"]), row["received_at"].astimezone(
+        LUXEMBOURG))
+    await repo.finish(row["id"], {"status": outcome.status, "ack_code": outcome.code,
+                                  "reason": outcome.reason[:1000], "ack": text,
+                                  "processed_at": _now(), **Touched().columns()})
+    return Received(text, outcome.code, charset, row["id"])
 
 
 def _rejected(exc: parse.Rejected) -> Outcome:

@@ -156,11 +156,22 @@ async def test_a_repeated_control_id_is_applied_once(
     first = await accepted(client, a, raw)
     again = await send(client, a, raw)
     assert again == first  # the same ACK, byte for byte
-    # Even when the content differs, the control id of that sender was used.
-    assert await send(client, a, m.admit("DUP-1", matricule, "V2")) == first
+    # Sent again with the segments ended by LF and a new MSH-7: the same message.
+    restamped = raw.replace(b"\r", b"\n").replace(b"|20260302080000||ADT",
+                                                  b"|20260302090500||ADT")
+    assert b"|20260302090500||ADT" in restamped and await send(client, a, restamped) == first
+    assert len(await messages(client, a)) == 1
+    # Another message under that control id: neither applied nor answered as if it had been
+    # (the first ACK would say AA), but refused, and kept without the control id.
+    reused = await send(client, a, m.admit("DUP-1", matricule, "V2"))
+    assert code(reused) == "AE" and "MSH-10: control id DUP-1 was used by another message" \
+        in reason(reused)
     found = await patient(client, a, matricule)
     assert [s["external_id"] for s in await stays_of(client, a, found["id"])] == ["V1"]
-    assert len(await messages(client, a)) == 1
+    logged = await messages(client, a)
+    assert [(x["control_id"], x["status"]) for x in logged] == [(None, "error"),
+                                                                ("DUP-1", "accepted")]
+    assert b"V2" in logged[0]["raw"].encode()
     # Another sending facility has its own control ids.
     other = m.admit("DUP-1", matricule, "V3").replace(b"|NORDHIS|", b"|NORDLAB|")
     await accepted(client, a, other)
