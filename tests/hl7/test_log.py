@@ -243,7 +243,8 @@ async def test_replay_applies_a_refused_message_once(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
     a, matricule = hospitals.a, m.new_matricule()
-    await refused(client, a, m.dft("R1", matricule, "V1", ("N101", "20260302100000")))
+    charge = m.dft("R1", matricule, "V1", ("N101", "20260302100000"))
+    await refused(client, a, charge)
     [message] = await messages(client, a)
     url = f"/api/v1/hl7/messages/{message['id']}/replay"
     # Still refused: the visit is unknown; the reason is kept, attempts counted.
@@ -264,7 +265,7 @@ async def test_replay_applies_a_refused_message_once(
     # Replayed again, or delivered again: not applied twice.
     body = (await client.post(url, headers=a.auth(Role.admin))).json()
     assert body["applied"] is False and body["message"]["attempts"] == 3
-    ack = await send(client, a, m.dft("R1", matricule, "V1", ("N101", "20260302100000")))
+    ack = await send(client, a, charge)
     assert code(ack) == "AA"
     assert len((await client.get(f"/api/v1/stays/{admitted['id']}/acts",
                                  headers=a.auth(Role.clerk))).json()["items"]) == 1

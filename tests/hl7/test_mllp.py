@@ -95,10 +95,11 @@ async def test_messages_are_applied_and_acknowledged(
         conn = await Connection.open(port)
         ack = await conn.send(m.admit("M1", matricule, "V1"))
         assert segment(ack, "MSA")[:3] == ["MSA", "AA", "M1"]
-        ack = await conn.send(m.dft("M2", matricule, "V1", ("N101", "20260302100000")))
+        charge = m.dft("M2", matricule, "V1", ("N101", "20260302100000"))
+        ack = await conn.send(charge)
         assert code(ack) == "AA"
-        # The same control id again: the same ACK, nothing applied twice.
-        assert await conn.send(m.dft("M2", matricule, "V1", ("N101", "20260302100000"))) == ack
+        # The same message again: the same ACK, nothing applied twice.
+        assert await conn.send(charge) == ack
         await conn.close()
     admitted = await stay(client, a, matricule, "V1")
     assert admitted["state"] == "admitted"
