@@ -859,6 +859,11 @@ def _charge(ft1: Fields) -> ChargeData:
     performer = ft1.text(20, 1, 1)
     if performer:
         values["performer"] = performer
+    # The performing department, as the catalogue's specialties name it: what a code
+    # restricted to some specialties (the F-forfaits) is checked against.
+    specialty = ft1.text(13, 1, 1).lower()
+    if specialty:
+        values["specialty"] = specialty
     modifiers = [m for n in range(1, ft1.repetitions(26) + 1) if (m := ft1.text(26, n, 1))]
     if modifiers:
         values["modifiers"] = modifiers

@@ -431,7 +431,8 @@ COVERAGE_FIELDS = {"kind": "IN1-15", "payer": "IN1-3", "member_number": "IN1-36"
                    "accident_number": "IN1-36", "valid_from": "IN1-12", "valid_to": "IN1-13",
                    "body": "IN1"}
 ACT_FIELDS = {"code": "FT1-7", "performed_at": "FT1-4", "performer": "FT1-20",
-              "quantity": "FT1-10", "modifiers": "FT1-26", "body": "FT1"}
+              "specialty": "FT1-13", "quantity": "FT1-10", "modifiers": "FT1-26",
+              "body": "FT1"}
 # The fields the services name in their refusals, by where they come from in a message.
 SERVICE_FIELDS = {**PATIENT_FIELDS, **STAY_FIELDS, **ACT_FIELDS, "body": "message",
                   "valid_from": "IN1-12", "valid_to": "IN1-13", "coverage": "IN1",

@@ -58,9 +58,9 @@ def in1(payer: str = "CNS", *, plan_type: str = "", valid_from: str = "20200101"
 
 
 def ft1(code: str, at: str, *, quantity: str = "1", performer: str = "",
-        seq: int = 1, transaction: str = "CG") -> str:
+        seq: int = 1, transaction: str = "CG", department: str = "") -> str:
     return segment("FT1", {1: str(seq), 4: at, 6: transaction, 7: f"{code}^^LUXNOM",
-                           10: quantity, 20: performer})
+                           10: quantity, 13: department, 20: performer})
 
 
 def mrg(matricule: str = "", visit: str = "") -> str:

@@ -283,6 +283,39 @@ async def test_dft_records_priced_acts(client: httpx.AsyncClient, hospitals: Hos
     assert logged["act_ids"] == [x["id"] for x in recorded]
 
 
+async def test_a_charge_restricted_to_specialties_names_its_department(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """F20 may be billed by some specialties only: FT1-13 says the performer's, and the
+    charge is priced as the same act through the API."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await accepted(client, a, m.admit("SP1", matricule, "V1"))
+
+    def charge(control: str, department: str) -> bytes:
+        return m.message(m.msh("DFT^P03", control), m.evn("P03", "20260302120000"),
+                         m.pid(matricule), m.pv1("V1"),
+                         m.ft1("F20", "20260302100000", performer="12345678",
+                               department=department))
+
+    why = await refused(client, a, charge("SP2", ""))
+    assert "specialties" in why
+    why = await refused(client, a, charge("SP3", "SURGERY^Chirurgie"))
+    assert "not by specialty surgery" in why and "FT1-13" in why
+    await accepted(client, a, charge("SP4", "INTERNAL_MEDICINE^Médecine interne"))
+    admitted = await stay(client, a, matricule, "V1")
+    [recorded] = await acts(client, a, admitted["id"])
+    assert (recorded["code"], recorded["specialty"]) == ("F20", "internal_medicine")
+    # The same act through the API, on the same patient's other stay (one F20 per stay).
+    await accepted(client, a, m.admit("SP5", matricule, "V2", at="20260310080000"))
+    other = await stay(client, a, matricule, "V2")
+    through_api = await client.post(f"/api/v1/stays/{other['id']}/acts", json={
+        "code": "F20", "performed_at": "2026-03-10T10:00:00+01:00", "performer": "12345678",
+        "specialty": "internal_medicine"}, headers=a.auth(Role.clerk))
+    assert through_api.status_code == 201, through_api.text
+    assert (through_api.json()["gross"], through_api.json()["patient"]) == \
+        (recorded["gross"], recorded["patient"])
+
+
 async def test_a_charge_with_an_unknown_code_applies_nothing(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
