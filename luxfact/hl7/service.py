@@ -515,6 +515,8 @@ class Apply:
         self.created = patient is None
         if patient is None:
             values = dict(data.values)
+            # A new record has no death date (as through the API): set after, by an update.
+            death_date = values.pop("death_date", None)
             identity = data.identity
             if identity.matricule:
                 values["matricule"] = identity.matricule
@@ -527,6 +529,10 @@ class Apply:
             patient = await patients.create_patient(
                 self.session, self.tenant_id, patient_in,
                 matricule_free=bool(identity.matricule))
+            if death_date is not None:
+                patch = validate(PatientPatch, {"death_date": death_date}, PATIENT_FIELDS)
+                patient = await patients.update_patient(self.session, self.tenant_id,
+                                                        patient, patch)
         else:
             patient = await self.update_patient(patient)
         self.touched.patient(patient.id)

@@ -316,6 +316,27 @@ async def test_a_charge_restricted_to_specialties_names_its_department(
         (recorded["gross"], recorded["patient"])
 
 
+async def test_a_patient_registered_with_a_death_date_keeps_it(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """PID-29 on the message that registers the patient (an emergency ending in death)."""
+    a = hospitals.a
+
+    def registration(control: str, matricule: str, death: str, visit: str) -> bytes:
+        died = m.pid(matricule) + "|" * 18 + death  # PID-29
+        return m.message(m.msh("ADT^A04", control), m.evn("A04", "20260302080000"), died,
+                         m.pv1(visit, patient_class="E", admit="20260302080000"), m.in1())
+
+    matricule = m.new_matricule()
+    await accepted(client, a, registration("D1", matricule, "20260302", "V1"))
+    assert (await patient(client, a, matricule))["death_date"] == "2026-03-02"
+    other = m.new_matricule()
+    why = await refused(client, a, registration("D2", other, "19700101", "V2"))
+    assert "PID-29" in why and "before the birth date" in why
+    assert (await client.get("/api/v1/patients", params={"matricule": other},
+                             headers=a.auth(Role.clerk))).json()["items"] == []
+
+
 async def test_a_charge_with_an_unknown_code_applies_nothing(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
