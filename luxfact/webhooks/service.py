@@ -13,7 +13,7 @@ import secrets
 import uuid
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
@@ -106,10 +106,16 @@ async def disable_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
                               .values(active=False, disabled_at=now))
         # Cancelled now, not when each one's next attempt comes (up to an hour away in the
         # backoff): their jobs then find them cancelled and send nothing.
+        # A delivery whose attempts are all spent is failed, not pending, though its row
+        # says pending (its job says dead): it keeps its last answer and error.
+        from luxfact.jobs.queue import J
+
+        spent = exists().where(J.c.tenant_id == D.c.tenant_id, J.c.id == D.c.job_id,
+                               J.c.state == "dead")
         await session.execute(update(D).where(
             D.c.tenant_id == tenant_id, D.c.endpoint_id == endpoint_id,
-            D.c.state == "pending").values(state="cancelled",
-                                           last_error="the endpoint was disabled"))
+            D.c.state == "pending", ~spent).values(state="cancelled",
+                                                   last_error="the endpoint was disabled"))
         await record(session, "webhook.disable", "webhook_endpoint", endpoint_id, {},
                      tenant_id=tenant_id)
         await session.refresh(endpoint)

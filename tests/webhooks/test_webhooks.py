@@ -175,6 +175,14 @@ async def test_a_failing_receiver_is_retried_then_failed(
     await due_now(app_db, hospitals.a.id)
     await drain(worker)
     assert len(receiver.requests) == 3
+    # Disabling the endpoint cancels what is still to send, not what failed: its log keeps
+    # the answer and the error of the last attempt.
+    disabled = await client.post(f"/api/v1/webhooks/{hook['id']}/disable",
+                                 headers=hospitals.a.auth(Role.admin))
+    assert disabled.status_code == 200, disabled.text
+    [kept] = await deliveries(client, hospitals.a, hook)
+    assert (kept["state"], kept["last_status_code"]) == ("failed", 500)
+    assert "HTTP 500" in kept["last_error"]
 
 
 async def test_a_hanging_receiver_times_out_and_blocks_no_request(
