@@ -169,6 +169,13 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         await emit(session, tenant_id, f"stay.{what}", {
             "stay_id": str(stay_id), "patient_id": str(stay.patient_id), "kind": stay.kind,
             f"{what}_at": data.at.isoformat(), "unit": new.unit or stay.unit})
+    elif data.type in ("cancel_admit", "cancel_discharge"):
+        # A receiver told of an admission or a discharge is told when it is undone, or it
+        # goes on believing the patient in (or out).
+        what = "admission" if data.type == "cancel_admit" else "discharge"
+        await emit(session, tenant_id, f"stay.{what}_cancelled", {
+            "stay_id": str(stay_id), "patient_id": str(stay.patient_id), "kind": stay.kind,
+            "cancelled_at": data.at.isoformat(), "state": new.state})
     # What was written is what would be read back (times are UTC already): no round trip.
     updated = Stay(**{**stay.model_dump(), **changes, "version": stay.version + 1})
     return updated, Movement(tenant_id=tenant_id, cancelled_by=None, **values)

@@ -22,8 +22,9 @@ from luxfact.kit.errors import NotFound
 from luxfact.kit.time import utcnow
 from luxfact.webhooks.models import WebhookDelivery, WebhookEndpoint
 
-EventType = Literal["stay.admitted", "stay.discharged", "invoice.issued",
-                    "claim_batch.frozen", "claim_batch.answered", "claim_line.rejected"]
+EventType = Literal["stay.admitted", "stay.discharged", "stay.admission_cancelled",
+                    "stay.discharge_cancelled", "invoice.issued", "claim_batch.frozen",
+                    "claim_batch.answered", "claim_line.rejected"]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 JOB_KIND = "webhook.deliver"
 # Attempts per delivery (the job queue's backoff: 5 s, 10 s, 20 s, … at most an hour).

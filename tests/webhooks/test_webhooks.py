@@ -137,6 +137,35 @@ async def test_an_admission_is_delivered_signed(client: httpx.AsyncClient,
         "stay.discharged", "stay.admitted"]
 
 
+async def test_an_admission_or_discharge_undone_is_told(
+        client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database,
+        receiver: Receiver) -> None:
+    """A receiver told of a discharge must learn that it was cancelled (the patient is in
+    again), and of an admission cancelled (a pre-admission back to planned)."""
+    await subscribe(client, hospitals.a, receiver.url,
+                    ["stay.discharged", "stay.discharge_cancelled",
+                     "stay.admission_cancelled"])
+    stay = await admit(client, hospitals.a, planned=True)
+    admitted = (await move(client, hospitals.a, stay, type="admit",
+                           at="2026-03-02T09:00:00+01:00")).json()
+    out = (await move(client, hospitals.a, stay, type="discharge",
+                      at="2026-03-05T11:00:00+01:00")).json()
+    back = await move(client, hospitals.a, stay, type="cancel_discharge",
+                      at="2026-03-05T12:00:00+01:00", cancels=out["movements"][-1]["id"])
+    assert back.status_code == 201, back.text
+    undone = await move(client, hospitals.a, stay, type="cancel_admit",
+                        at="2026-03-05T13:00:00+01:00", cancels=admitted["movements"][0]["id"])
+    assert undone.status_code == 201, undone.text
+    await drain(Worker(app_db, tenants=[hospitals.a.id]))
+    events = sorted((json.loads(r.body) for r in receiver.requests),
+                    key=lambda e: e["created_at"])
+    assert [(e["type"], e["data"].get("state")) for e in events] == [
+        ("stay.discharged", None), ("stay.discharge_cancelled", "admitted"),
+        ("stay.admission_cancelled", "planned")]
+    assert all(e["data"]["stay_id"] == stay["id"] for e in events)
+    assert events[1]["data"]["cancelled_at"] == "2026-03-05T11:00:00+00:00"  # 12:00 local
+
+
 async def test_a_failing_receiver_is_retried_then_failed(
         client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database, receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch) -> None:
