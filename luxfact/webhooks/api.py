@@ -10,7 +10,13 @@ from luxfact.http.endpoint import Ctx, endpoint, json_response
 from luxfact.http.pagination import Page, PageQuery, decode_time_cursor, encode_cursor
 from luxfact.kit.errors import ValidationFailed
 from luxfact.webhooks import addresses, service
-from luxfact.webhooks.schemas import DeliveryOut, WebhookCreated, WebhookIn, WebhookOut
+from luxfact.webhooks.schemas import (
+    DeliveryOut,
+    WebhookCreated,
+    WebhookIn,
+    WebhookOut,
+    WebhookPatch,
+)
 
 _STATUS = re.compile(r"HTTP (\d{3})\b")
 
@@ -30,17 +36,44 @@ async def list_webhooks(ctx: Ctx) -> Response:
 async def create_webhook(ctx: Ctx) -> Response:
     """Add an endpoint; its signing secret is in this response only."""
     data = await ctx.body(WebhookIn)
-    # A name not resolving yet is taken (its receiver may not be set up): each delivery
-    # looks it up again.
-    refused = await addresses.refusal(str(data.url), unresolved=True)
-    if refused:
-        raise ValidationFailed(errors=[{"field": "url", "reason": refused}])
+    await _checked_url(str(data.url))
     row = await service.create_endpoint(
         ctx.session, ctx.tenant_id, url=str(data.url), events=list(data.events),
         description=data.description, created_by=ctx.principal.actor)
     out = WebhookCreated(**_out(row).model_dump(), secret=row.secret)
     return json_response(out, 201, headers={"Cache-Control": "no-store",
                                              "Location": f"/api/v1/webhooks/{row.id}"})
+
+
+async def _checked_url(url: str) -> None:
+    # A name not resolving yet is taken (its receiver may not be set up): each delivery
+    # looks it up again.
+    refused = await addresses.refusal(url, unresolved=True)
+    if refused:
+        raise ValidationFailed(errors=[{"field": "url", "reason": refused}])
+
+
+@endpoint(Role.admin, body=WebhookPatch, response=WebhookOut)
+async def update_webhook(ctx: Ctx) -> Response:
+    """Change an endpoint's URL, events or description (what is not given stays)."""
+    data = await ctx.body(WebhookPatch)
+    changes = data.model_dump(exclude_unset=True)
+    for name in [n for n, value in changes.items() if value is None]:
+        raise ValidationFailed(errors=[{"field": name, "reason": "may not be null"}])
+    if "url" in changes:
+        changes["url"] = str(data.url)
+        await _checked_url(changes["url"])
+    row = await service.update_endpoint(ctx.session, ctx.tenant_id,
+                                        ctx.path_uuid("webhook_id"), changes)
+    return json_response(_out(row))
+
+
+@endpoint(Role.admin, response=WebhookCreated)
+async def rotate_webhook_secret(ctx: Ctx) -> Response:
+    """A new signing secret, in this response only; the old one signs nothing more."""
+    row = await service.rotate_secret(ctx.session, ctx.tenant_id, ctx.path_uuid("webhook_id"))
+    out = WebhookCreated(**_out(row).model_dump(), secret=row.secret)
+    return json_response(out, headers={"Cache-Control": "no-store"})
 
 
 @endpoint(Role.admin, response=WebhookOut)

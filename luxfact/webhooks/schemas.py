@@ -18,7 +18,9 @@ class WebhookIn(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _short(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+    def _short(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is None:  # a patch that leaves the URL alone (or sets it null: refused)
+            return value
         text = str(value)
         if len(text) > 2000:
             raise ValueError("at most 2000 characters")
@@ -29,6 +31,15 @@ class WebhookIn(BaseModel):
             # signature is what tells the receiver the event is ours.
             raise ValueError("a user name or password in the URL is not allowed")
         return value
+
+
+class WebhookPatch(WebhookIn):
+    """What may change of an endpoint: its URL, its events, its description (each left as
+    it is when not given). Its secret changes by rotation (`.../rotate-secret`)."""
+
+    url: AnyHttpUrl | None = None  # type: ignore[assignment]
+    events: list[EventType] | None = Field(default=None, min_length=1, max_length=20)  # type: ignore[assignment]
+    description: PlainText | None = Field(default=None, max_length=500)  # type: ignore[assignment]
 
 
 class WebhookOut(BaseModel):

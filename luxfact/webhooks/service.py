@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
 from luxfact.jobs import queue
-from luxfact.kit.errors import NotFound
+from luxfact.kit.errors import Conflict, NotFound
 from luxfact.kit.time import utcnow
 from luxfact.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -92,6 +92,43 @@ async def get_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
     endpoint = result.scalars().first()
     if endpoint is None:
         raise NotFound("No such webhook endpoint.")
+    return endpoint
+
+
+async def update_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
+                          endpoint_id: uuid.UUID, changes: dict[str, Any]) -> WebhookEndpoint:
+    """A new URL, events or description; deliveries still to send go to the new URL (each
+    reads its endpoint when sent). A disabled endpoint stays disabled: create another."""
+    endpoint = await get_endpoint(session, tenant_id, endpoint_id)
+    if not endpoint.active:
+        raise Conflict("This endpoint is disabled: create a new one.")
+    if "events" in changes:
+        changes["events"] = sorted(set(changes["events"]))
+    changed = {name: value for name, value in changes.items()
+               if getattr(endpoint, name) != value}
+    if changed:
+        await session.execute(update(E).where(E.c.tenant_id == tenant_id,
+                                              E.c.id == endpoint_id).values(**changed))
+        await record(session, "webhook.update", "webhook_endpoint", endpoint_id,
+                     {"fields": sorted(changed), **({"url": changed["url"]}
+                                                    if "url" in changed else {})},
+                     tenant_id=tenant_id)
+        await session.refresh(endpoint)
+    return endpoint
+
+
+async def rotate_secret(session: AsyncSession, tenant_id: uuid.UUID,
+                        endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """A new signing secret, at once: every delivery sent from now on, retries of older
+    events included, is signed with it (the secret is read when a delivery is sent)."""
+    endpoint = await get_endpoint(session, tenant_id, endpoint_id)
+    if not endpoint.active:
+        raise Conflict("This endpoint is disabled: create a new one.")
+    await session.execute(update(E).where(E.c.tenant_id == tenant_id, E.c.id == endpoint_id)
+                          .values(secret=new_secret()))
+    await record(session, "webhook.rotate_secret", "webhook_endpoint", endpoint_id, {},
+                 tenant_id=tenant_id)
+    await session.refresh(endpoint)
     return endpoint
 
 

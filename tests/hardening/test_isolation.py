@@ -156,6 +156,7 @@ def bodies(world: World) -> dict[tuple[str, str], dict[str, object]]:
         ("POST", "/api/v1/claim-batches/{batch_id}/return"): {
             "content": world.answer, "headers": {"Content-Type": "application/xml"}},
         ("POST", "/api/v1/hl7/messages/{message_id}/replay"): {},
+        ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"json": {"description": "isolation"}},
         ("POST", "/api/v1/api-keys/{key_id}/revoke"): {},
     }
 

@@ -241,6 +241,47 @@ async def test_a_hanging_receiver_times_out_and_blocks_no_request(
     assert "timeout" in logged["last_error"] and logged["last_status_code"] is None
 
 
+async def test_an_endpoint_is_changed_and_its_secret_rotated(
+        client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database,
+        receiver: Receiver) -> None:
+    """A receiver moved, or a secret leaked: changed in place, the deliveries still to send
+    going to the new URL, signed with the new secret only."""
+    admin = hospitals.a.auth(Role.admin)
+    hook = await subscribe(client, hospitals.a, "http://127.0.0.1:9/old", ["stay.admitted"])
+    await admit(client, hospitals.a)  # queued for the old URL, not sent yet
+    url = f"/api/v1/webhooks/{hook['id']}"
+    moved = await client.patch(url, json={"url": receiver.url,
+                                          "events": ["stay.admitted", "stay.discharged"]},
+                               headers=admin)
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["url"], moved.json()["events"]) == (
+        receiver.url, ["stay.admitted", "stay.discharged"])
+    assert "secret" not in moved.json()
+    rotated = await client.post(f"{url}/rotate-secret", headers=admin)
+    assert rotated.status_code == 200 and rotated.headers["cache-control"] == "no-store"
+    secret = rotated.json()["secret"]
+    assert secret.startswith("whsec_") and secret != hook["secret"]
+    await drain(Worker(app_db, tenants=[hospitals.a.id]))
+    [request] = receiver.requests
+    signature = request.headers["luxfact-signature"]
+    assert deliver.verify(secret, signature, request.body)
+    assert not deliver.verify(hook["secret"], signature, request.body)
+    # Checked as at creation; null, unknown fields and a disabled endpoint refused.
+    for body, field in (({"url": "http://10.0.0.1/x"}, "url"), ({"url": None}, "url"),
+                        ({"events": []}, "events"), ({"secret": "mine"}, "secret")):
+        refused = await client.patch(url, json=body, headers=admin)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["errors"][0]["field"] == field
+    trail = (await client.get("/api/v1/audit-events", params={"object_id": hook["id"]},
+                              headers=admin)).json()["items"]
+    assert [e["action"] for e in trail][:2] == ["webhook.rotate_secret", "webhook.update"]
+    assert secret not in json.dumps(trail) and hook["secret"] not in json.dumps(trail)
+    assert (await client.post(f"{url}/disable", headers=admin)).status_code == 200
+    assert (await client.patch(url, json={"description": "x"}, headers=admin)
+            ).status_code == 409
+    assert (await client.post(f"{url}/rotate-secret", headers=admin)).status_code == 409
+
+
 async def test_another_hospital_sees_nothing(client: httpx.AsyncClient, hospitals: Hospitals,
                                              app_db: Database, receiver: Receiver) -> None:
     hook = await subscribe(client, hospitals.a, receiver.url)
@@ -251,8 +292,11 @@ async def test_another_hospital_sees_nothing(client: httpx.AsyncClient, hospital
     for method, path in (("GET", f"/api/v1/webhooks/{hook['id']}/deliveries"),
                          ("DELETE", f"/api/v1/webhooks/{hook['id']}"),
                          ("POST", f"/api/v1/webhooks/{hook['id']}/disable"),
+                         ("POST", f"/api/v1/webhooks/{hook['id']}/rotate-secret"),
+                         ("PATCH", f"/api/v1/webhooks/{hook['id']}"),
                          ("GET", "/api/v1/webhooks/not-a-uuid/deliveries")):
-        response = await client.request(method, path, headers=b)
+        response = await client.request(method, path, headers=b, json={"description": "x"}
+                                        if method == "PATCH" else None)
         assert response.status_code == 404, (method, path)
     # B's admissions go to none of A's endpoints.
     await admit(client, hospitals.b)
