@@ -58,8 +58,10 @@ async def update_webhook(ctx: Ctx) -> Response:
     """Change an endpoint's URL, events or description (what is not given stays)."""
     data = await ctx.body(WebhookPatch)
     changes = data.model_dump(exclude_unset=True)
-    for name in [n for n, value in changes.items() if value is None]:
-        raise ValidationFailed(errors=[{"field": name, "reason": "may not be null"}])
+    nulls = sorted(name for name, value in changes.items() if value is None)
+    if nulls:  # left out, a field stays as it is; it cannot be emptied
+        raise ValidationFailed(errors=[{"field": name, "reason": "may not be null"}
+                                       for name in nulls])
     if "url" in changes:
         changes["url"] = str(data.url)
         await _checked_url(changes["url"])
