@@ -765,6 +765,9 @@ def _patient(pid: Fields, today: date) -> PatientData:
         code = COUNTRIES.get(country, country)
         if re.fullmatch(r"[A-Z]{2}", code):
             values["country"] = code
+    phone = _phone(pid)
+    if phone:
+        values["phone"] = phone
     language = pid.text(15).upper()
     if language in LANGUAGES:
         values["language"] = LANGUAGES[language]
@@ -772,6 +775,19 @@ def _patient(pid: Fields, today: date) -> PatientData:
     if death:
         values["death_date"] = death
     return PatientData(_identity(pid, 3, today), values)
+
+
+def _phone(pid: Fields) -> str:
+    """PID-13, home phone: its first repetition as written (XTN-1), else the unformatted
+    number (XTN-12), else country, area and local number (XTN-5, -6, -7) put together."""
+    written = pid.text(13, 1, 1) or pid.text(13, 1, 12)
+    if written:
+        return written
+    country, area, local = pid.text(13, 1, 5), pid.text(13, 1, 6), pid.text(13, 1, 7)
+    if not local:
+        return ""
+    return " ".join(part for part in (f"+{country.lstrip('+')}" if country else "", area,
+                                      local) if part)
 
 
 def _visit(pv1: Fields, pv2: Fields | None) -> VisitData:

@@ -421,7 +421,8 @@ PATIENT_FIELDS = {"matricule": "PID-3", "legacy_matricule": "PID-3",
                   "no_matricule_reason": "PID-3", "family_name": "PID-5.1",
                   "given_name": "PID-5.2", "birth_date": "PID-7", "sex": "PID-8",
                   "street": "PID-11.1", "city": "PID-11.3", "postal_code": "PID-11.5",
-                  "country": "PID-11.6", "language": "PID-15", "death_date": "PID-29",
+                  "country": "PID-11.6", "phone": "PID-13", "language": "PID-15",
+                  "death_date": "PID-29",
                   "body": "PID"}
 STAY_FIELDS = {"patient_id": "PID-3", "kind": "PV1-2", "admitted_at": "PV1-44",
                "unit": "PV1-3.1", "room": "PV1-3.2", "bed": "PV1-3.3", "room_class": "PV2-2",
@@ -448,6 +449,9 @@ def _location(text: str, occurrence: int) -> Location:
                     int(component) if component else None, occurrence)
 
 
+_NAMED_REASON = re.compile(r"^(?P<field>[a-z_]+): (?P<reason>.+)$", re.DOTALL)
+
+
 def validate(schema: type[M], values: dict[str, Any], fields: dict[str, str],
              occurrence: int = 1) -> M:
     """The schema the API validates with; its complaints named by HL7 field."""
@@ -458,6 +462,11 @@ def validate(schema: type[M], values: dict[str, Any], fields: dict[str, str],
         first: Location | None = None
         for err in exc.errors(include_url=False, include_input=False):
             name = str(err["loc"][0]) if err["loc"] else "body"
+            message = clean_reason(err["msg"])
+            # A check of the whole record that names its field ("phone: not a …").
+            named = _NAMED_REASON.match(message) if name == "body" else None
+            if named and named["field"] in fields:
+                name, message = named["field"], named["reason"]
             where = fields.get(name, fields.get("body", "MSH"))
             if occurrence > 1:
                 where = where.replace("-", f"({occurrence})-", 1)
@@ -467,7 +476,7 @@ def validate(schema: type[M], values: dict[str, Any], fields: dict[str, str],
             elif err["type"] == "missing":
                 text = "missing"
             else:
-                text = REASONS.get(err["type"], clean_reason(err["msg"]))
+                text = REASONS.get(err["type"], message)
             problems.append(f"{where}: {text}")
             first = first or _location(fields.get(name, "MSH"), occurrence)
         code = parse.REQUIRED_MISSING if all("missing" in p for p in problems) else \

@@ -337,6 +337,26 @@ async def test_a_patient_registered_with_a_death_date_keeps_it(
                              headers=a.auth(Role.clerk))).json()["items"] == []
 
 
+async def test_the_phone_comes_from_pid_13(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    a = hospitals.a
+
+    def registration(control: str, matricule: str, phone: str, visit: str) -> bytes:
+        with_phone = m.pid(matricule, address="1 rue Haute^^Esch^^L-4001^LU") + "||" + phone
+        return m.message(m.msh("ADT^A04", control), m.evn("A04", "20260302080000"),
+                         with_phone, m.pv1(visit, patient_class="O"), m.in1())
+
+    for n, (phone, stored) in enumerate((("+352 621 123 456", "+352 621 123 456"),
+                                         ("^PRN^PH^^352^621^123456", "+352 621 123456"),
+                                         ("^PRN^CP^^^^^^^^^621123456", "621123456"))):
+        matricule = m.new_matricule()
+        await accepted(client, a, registration(f"PH{n}", matricule, phone, f"V{n}"))
+        assert (await patient(client, a, matricule))["phone"] == stored
+    why = await refused(client, a, registration("PH9", m.new_matricule(), "call me", "V9"))
+    assert why.startswith("PID-13")
+
+
 async def test_a_charge_with_an_unknown_code_applies_nothing(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
