@@ -6,7 +6,7 @@ audited as a read of the patient's record (`patient.read`), like the invoice's B
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from luxfact.auth.roles import Role
@@ -37,6 +37,12 @@ class FhirQuery(BaseModel):
 
     format: Literal["json", "application/json", "application/fhir+json"] | None = Field(
         default=None, alias="_format")
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _plus(cls, value: object) -> object:
+        # `application/fhir+json` written as such in a URL: its `+` is read as a space.
+        return value.replace(" ", "+") if isinstance(value, str) else value
 
 
 def _fhir(resource: dict[str, Any]) -> Response:

@@ -849,6 +849,9 @@ def _coverage(in1: Fields) -> CoverageData:
     return CoverageData(in1.occurrence, values)
 
 
+_SPECIALTY = re.compile(r"[a-z_]{1,40}")
+
+
 def _charge(ft1: Fields) -> ChargeData:
     transaction = ft1.text(6).upper()
     if transaction not in ("", "CG"):
@@ -875,10 +878,12 @@ def _charge(ft1: Fields) -> ChargeData:
     performer = ft1.text(20, 1, 1)
     if performer:
         values["performer"] = performer
-    # The performing department, as the catalogue's specialties name it: what a code
-    # restricted to some specialties (the F-forfaits) is checked against.
+    # The performing department, when the sender names it as the catalogue names
+    # specialties: what a code restricted to some specialties (the F-forfaits) is checked
+    # against. Another department code (`300`, `CARD-1`) is the sender's own: left aside,
+    # and a restricted code then says which specialties it needs.
     specialty = ft1.text(13, 1, 1).lower()
-    if specialty:
+    if _SPECIALTY.fullmatch(specialty):
         values["specialty"] = specialty
     modifiers = [m for n in range(1, ft1.repetitions(26) + 1) if (m := ft1.text(26, n, 1))]
     if modifiers:

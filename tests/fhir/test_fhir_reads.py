@@ -238,14 +238,18 @@ async def test_only_fhirs_json_format_is_accepted_in_the_query(
         answer = await client.get(path, params={"_format": value},
                                   headers=hospitals.a.auth(Role.billing))
         assert answer.status_code == 200 and answer.headers["content-type"] == FHIR_JSON
+    # Written unencoded, as FHIR's examples write it: its `+` arrives as a space.
+    plain = await client.get(f"{path}?_format=application/fhir+json",
+                             headers=hospitals.a.auth(Role.billing))
+    assert plain.status_code == 200, plain.text
     for params, field in (({"_format": "xml"}, "query._format"),
                           ({"_pretty": "true"}, "query._pretty"),
                           ({"patient": str(uuid.uuid4())}, "query.patient")):
         refused = await client.get(path, params=params, headers=hospitals.a.auth(Role.billing))
         assert refused.status_code == 422, refused.text
         assert [error["field"] for error in refused.json()["errors"]] == [field]
-    # Refused before the record was read: only the two answered reads are audited.
-    assert await patient_reads(client, hospitals.a, patient["id"]) == before + 2
+    # Refused before the record was read: only the three answered reads are audited.
+    assert await patient_reads(client, hospitals.a, patient["id"]) == before + 3
 
 
 async def test_a_planned_encounter_has_no_place_yet(client: httpx.AsyncClient,
