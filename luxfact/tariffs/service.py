@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.kit.errors import ValidationFailed
+from luxfact.kit.errors import Conflict, ValidationFailed
 from luxfact.kit.memory import freeze_long_lived
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs.models import TariffImport, TenantPrice
@@ -202,14 +202,31 @@ async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) ->
         return cached[0]
     tables = _tables_cache.get(version)
     if tables is None:
+        version, tables = await _consistent_tables(repo)
+        _version = (version, time.monotonic())
+        cached = _cache.get((version, tenant_id))
+        if cached and (tenant_id is None or time.monotonic() - cached[1] < TENANT_PRICES_TTL):
+            return cached[0]
         _tables_cache.clear()
-        tables = {name: await repo.rows(name) for name in CATALOGUE}
         _tables_cache[version] = tables
         freeze_long_lived()  # the catalogue lives as long as its version: once per version
     prices = await repo.tenant_prices(tenant_id) if tenant_id else []
     built = build_snapshot(tables, prices)
     _cache[(version, tenant_id)] = (built, time.monotonic())
     return built
+
+
+async def _consistent_tables(repo: TariffRepository) -> tuple[int, dict[str, list[Any]]]:
+    """Every table of one catalogue version, and that version. Each table is its own
+    SELECT: an import committing between two of them would give old key letters with new
+    acts, a price of neither catalogue. The import changes the version in its transaction,
+    so the same version read before and after the tables means no import came between."""
+    for _ in range(5):
+        before = await repo.version()
+        tables = {name: await repo.rows(name) for name in CATALOGUE}
+        if await repo.version() == before:
+            return before, tables
+    raise Conflict("The tariff catalogue is being imported again and again: try again.")
 
 
 def catalogue_error(exc: cat.CatalogueError, field: str | None = None) -> ValidationFailed:

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from luxfact.cli.main import app
 from luxfact.cli.tariffs import DEMO_PACKAGE
+from luxfact.db.engine import Database
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -134,3 +135,63 @@ def test_a_package_deep_in_the_file_system_is_recorded_by_its_end(
         restored = tariffs(cli_env, "import", str(DEMO_PACKAGE), "--yes")
         assert restored.exit_code == 0, restored.output
     assert "- cotes 2031-01-01" in restored.output
+
+
+@pytest.mark.postgres  # on SQLite the reading transaction holds the only write lock
+async def test_a_snapshot_never_mixes_two_catalogues(owner_db: Database,
+                                                     catalogue: None) -> None:
+    """An import committing while a process reads the tables one by one: the process must
+    not keep the old key letters with the new acts (a price of neither catalogue)."""
+    from datetime import date
+    from decimal import Decimal
+
+    from sqlalchemy import text, update
+
+    from luxfact.tariffs import service as tariffs
+    from luxfact.tariffs.models import TariffAct, TariffKeyLetter
+    from luxfact.tariffs.repository import TariffRepository
+
+    day = date(2024, 1, 1)
+    letters, acts = TariffKeyLetter.__table__, TariffAct.__table__  # type: ignore[attr-defined]
+
+    def change(value: Decimal, coefficient: Decimal) -> list:
+        return [update(letters).where(letters.c.key_letter == "N").values(value=value),
+                update(acts).where(acts.c.code == "N101").values(coefficient=coefficient)]
+
+    async with owner_db.transaction() as session:
+        before = await tariffs.snapshot(session)
+    old = (before.act("N101", day).coefficient,
+           before.key_letter_value("N", day)[2].value)  # the row's value, at index 100
+    reading = TariffRepository.rows
+    imported: list[int] = []
+
+    async def rows_then_import(self: TariffRepository, name: str) -> list:
+        found = await reading(self, name)
+        if name == "tariff_key_letters" and not imported:
+            async with owner_db.transaction() as other:  # another process's import
+                for statement in change(Decimal("0.90000"), Decimal("3.00")):
+                    await other.execute(statement)
+                await other.execute(text(
+                    "INSERT INTO tariff_imports (at, source, package_sha256, summary) "
+                    "VALUES (CURRENT_TIMESTAMP, 'test', 'x', '{}')"))
+            imported.append(1)
+        return found
+
+    tariffs._tables_cache.clear()
+    tariffs._cache.clear()
+    tariffs._forget_version()
+    try:
+        TariffRepository.rows = rows_then_import  # type: ignore[method-assign]
+        async with owner_db.transaction() as session:
+            after = await tariffs.snapshot(session)
+    finally:
+        TariffRepository.rows = reading  # type: ignore[method-assign]
+        async with owner_db.transaction() as session:
+            for statement in change(old[1], old[0]):
+                await session.execute(statement)
+        tariffs._tables_cache.clear()
+        tariffs._cache.clear()
+        tariffs._forget_version()
+    assert imported
+    assert (after.act("N101", day).coefficient,
+            after.key_letter_value("N", day)[2].value) == (Decimal("3.00"), Decimal("0.90000"))
