@@ -107,8 +107,7 @@ async def update_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
     changed = {name: value for name, value in changes.items()
                if getattr(endpoint, name) != value}
     if changed:
-        await session.execute(update(E).where(E.c.tenant_id == tenant_id,
-                                              E.c.id == endpoint_id).values(**changed))
+        await _update_active(session, tenant_id, endpoint_id, changed)
         await record(session, "webhook.update", "webhook_endpoint", endpoint_id,
                      {"fields": sorted(changed), **({"url": changed["url"]}
                                                     if "url" in changed else {})},
@@ -124,12 +123,21 @@ async def rotate_secret(session: AsyncSession, tenant_id: uuid.UUID,
     endpoint = await get_endpoint(session, tenant_id, endpoint_id)
     if not endpoint.active:
         raise Conflict("This endpoint is disabled: create a new one.")
-    await session.execute(update(E).where(E.c.tenant_id == tenant_id, E.c.id == endpoint_id)
-                          .values(secret=new_secret()))
+    await _update_active(session, tenant_id, endpoint_id, {"secret": new_secret()})
     await record(session, "webhook.rotate_secret", "webhook_endpoint", endpoint_id, {},
                  tenant_id=tenant_id)
     await session.refresh(endpoint)
     return endpoint
+
+
+async def _update_active(session: AsyncSession, tenant_id: uuid.UUID, endpoint_id: uuid.UUID,
+                         values: dict[str, Any]) -> None:
+    """Change an endpoint only while it is active: checked by the UPDATE itself, which on
+    PostgreSQL waits for a concurrent disabling to commit and then finds nothing to change."""
+    result = await session.execute(update(E).where(
+        E.c.tenant_id == tenant_id, E.c.id == endpoint_id, E.c.active.is_(True)).values(**values))
+    if not result.rowcount:
+        raise Conflict("This endpoint is disabled: create a new one.")
 
 
 async def disable_endpoint(session: AsyncSession, tenant_id: uuid.UUID,

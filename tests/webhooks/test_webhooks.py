@@ -282,6 +282,40 @@ async def test_an_endpoint_is_changed_and_its_secret_rotated(
     assert (await client.post(f"{url}/rotate-secret", headers=admin)).status_code == 409
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("change", ["update", "rotate"])
+async def test_an_endpoint_disabled_meanwhile_is_not_changed(
+        client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database,
+        monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """Disabled by another request between the change's read and its write: refused."""
+    hook = await subscribe(client, hospitals.a, "http://127.0.0.1:9/hook")
+    endpoint_id = uuid.UUID(hook["id"])
+    reading = service.get_endpoint
+    disabled: list[bool] = []
+
+    async def read_then_disabled(session, tenant_id, wanted):  # type: ignore[no-untyped-def]
+        found = await reading(session, tenant_id, wanted)
+        if not disabled:
+            disabled.append(True)
+            async with app_db.transaction() as other:  # the other request, committed
+                await service.disable_endpoint(other, tenant_id, wanted)
+        return found
+
+    monkeypatch.setattr(service, "get_endpoint", read_then_disabled)
+    with context.tenant_scope(hospitals.a.id, actor="test"):
+        async with app_db.transaction() as session:
+            with pytest.raises(service.Conflict):
+                if change == "update":
+                    await service.update_endpoint(session, hospitals.a.id, endpoint_id,
+                                                  {"url": "http://127.0.0.1:9/other"})
+                else:
+                    await service.rotate_secret(session, hospitals.a.id, endpoint_id)
+    monkeypatch.setattr(service, "get_endpoint", reading)
+    [row] = (await client.get("/api/v1/webhooks",
+                              headers=hospitals.a.auth(Role.admin))).json()["items"]
+    assert (row["active"], row["url"]) == (False, "http://127.0.0.1:9/hook")
+
+
 async def test_another_hospital_sees_nothing(client: httpx.AsyncClient, hospitals: Hospitals,
                                              app_db: Database, receiver: Receiver) -> None:
     hook = await subscribe(client, hospitals.a, receiver.url)
