@@ -38,9 +38,10 @@ class Stay(SQLModel, table=True):
     attending_doctor: str | None = Field(default=None, max_length=8)
     childbirth: bool = False
     psychiatric: bool = False
-    # Created planned (a pre-admission, HL7 A05): cancelling its admission returns it to
-    # planned, as it was, instead of cancelling the stay.
-    pre_admitted: bool = False
+    # Created planned (a pre-admission, HL7 A05): the planned admission (`admitted_at`,
+    # `unit`, `room`, `bed`, `room_class`), which cancelling its admission restores instead
+    # of cancelling the stay. Empty for a stay admitted at once.
+    pre_admission: dict[str, Any] = json_field()
     version: int = 1
     created_at: datetime = created_at_field()
     updated_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

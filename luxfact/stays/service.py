@@ -69,7 +69,8 @@ async def admit(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
     stay_id = uuid.uuid4()
     values = data.model_dump(exclude={"planned"})
     values.update(id=stay_id, state="planned" if data.planned else "admitted", version=1,
-                  pre_admitted=data.planned, created_at=now, updated_at=now)
+                  pre_admission=_planned(data) if data.planned else {}, created_at=now,
+                  updated_at=now)
     await repo.insert_stay(values, event_values(
         "stay.admit" if not data.planned else "stay.plan", "stay", stay_id,
         {"kind": data.kind}, tenant_id=tenant_id))
@@ -84,6 +85,22 @@ async def admit(session: AsyncSession, tenant_id: uuid.UUID, data: StayIn,
             "admitted_at": data.admitted_at.isoformat(), "unit": data.unit})
     # What was inserted is what would be read back (times are UTC already): no round trip.
     return Stay(tenant_id=tenant_id, discharged_at=None, **values), movements
+
+
+def _planned(data: StayIn) -> dict[str, str]:
+    return {"admitted_at": data.admitted_at.isoformat(), "unit": data.unit, "room": data.room,
+            "bed": data.bed, "room_class": data.room_class}
+
+
+def _pre_admission(stay: Stay) -> rules.Position | None:
+    """The stay as it was planned, or None for a stay admitted at once."""
+    planned = stay.pre_admission
+    if not planned:
+        return None
+    return rules.Position(state="planned",
+                          admitted_at=datetime.fromisoformat(planned["admitted_at"]),
+                          unit=planned["unit"], room=planned["room"], bed=planned["bed"],
+                          room_class=planned["room_class"])
 
 
 def _movement(stay_id: uuid.UUID, seq: int, kind: str, at: datetime, unit: str = "",
@@ -141,9 +158,10 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
             if cancelled:  # each act's own trail says why it was cancelled
                 await record_many(session, [("act.cancel", "act", act_id, {
                     "by": "cancel_admit"}) for act_id in cancelled], tenant_id=tenant_id)
-            # Reversed exactly: a pre-admission stands again; a stay admitted at once never was.
-            new = rules.Position(state="planned" if stay.pre_admitted else "cancelled",
-                                 admitted_at=stay.admitted_at)
+            # Reversed exactly: a pre-admission stands again, as planned; a stay admitted at
+            # once never was.
+            new = _pre_admission(stay) or rules.Position(state="cancelled",
+                                                         admitted_at=stay.admitted_at)
         else:
             new = rules.replay(initial_for(stay), remaining)
     else:

@@ -155,7 +155,7 @@ async def test_cancelling_the_admission_of_a_pre_admission_returns_it_to_planned
     made it admitted, so cancelling it leaves the stay planned (and admissible again)."""
     stay = await admit(client, hospitals.a, planned=True)
     admitted = await move(client, hospitals.a, stay, type="admit",
-                          at="2026-03-02T09:00:00+01:00", unit="MED", room="1", bed="A")
+                          at="2026-03-02T09:00:00+01:00", unit="ICU", room="1", bed="B")
     assert admitted.status_code == 201 and admitted.json()["state"] == "admitted"
     assert (await act(client, hospitals.a, stay)).status_code == 201
     undone = await move(client, hospitals.a, stay, type="cancel_admit",
@@ -163,7 +163,10 @@ async def test_cancelling_the_admission_of_a_pre_admission_returns_it_to_planned
                         cancels=admitted.json()["movements"][0]["id"])
     assert undone.status_code == 201, undone.text
     body = undone.json()
-    assert (body["state"], body["unit"], body["discharged_at"]) == ("planned", "", None)
+    # As planned: its date and place, not the cancelled admission's.
+    assert (body["state"], body["admitted_at"], body["unit"], body["room"], body["bed"],
+            body["discharged_at"]) == ("planned", stay["admitted_at"], "MED2", "204", "A",
+                                       None)
     acts = (await client.get(f"/api/v1/stays/{stay['id']}/acts",
                              headers=hospitals.a.auth(Role.clerk))).json()["items"]
     assert [a["state"] for a in acts] == ["cancelled"]  # the acts of the admission undone

@@ -1,8 +1,8 @@
 """pre-admitted stays
 
-`stays.pre_admitted`: whether the stay was created planned (a pre-admission). Cancelling
-the admission of such a stay returns it to planned, as it was before; a stay admitted at
-once is cancelled. Stays created before this revision count as admitted at once (their
+`stays.pre_admission`: the planned admission of a stay created planned (a pre-admission):
+its date and place, which cancelling the admission restores (the stay planned again, as it
+was before); empty for a stay admitted at once, which is cancelled. Stays created before this revision count as admitted at once (their
 admission cancelled, they are cancelled, as before): the audit trail knows which were
 pre-admitted (`stay.plan`), but a migration reading it would have to see every tenant's
 rows through row-level security.
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = '0011'
 down_revision: str | None = '0010'
@@ -24,10 +25,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('stays', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('pre_admitted', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
+        batch_op.add_column(sa.Column(
+            'pre_admission',
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'),
+            nullable=False, server_default=sa.text("'{}'")))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('stays', schema=None) as batch_op:
-        batch_op.drop_column('pre_admitted')
+        batch_op.drop_column('pre_admission')
