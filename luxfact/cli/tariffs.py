@@ -54,6 +54,9 @@ def _print_diff(changes: service.PackageDiff) -> None:
 async def import_package(config: Settings, package: Package, *, dry_run: bool, yes: bool,
                          confirm: bool = True, show_diff: bool = True) -> str:
     async with owner_db(config) as db, db.transaction() as session:
+        # Held until this import ends (its prompt included): another one waits, then sees
+        # what this one applied, instead of applying a diff made before it.
+        await service.lock_imports(session)
         changes = await service.diff(session, package)
         if show_diff:
             _print_diff(changes)

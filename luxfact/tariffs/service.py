@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.kit.errors import Conflict, ValidationFailed
@@ -53,6 +53,17 @@ class PackageDiff:
 
 def _row_of(model_row: Any, columns: Iterable[str]) -> Row:
     return {c: getattr(model_row, c) for c in columns}
+
+
+# One import at a time, whoever runs it (the CLI, the desk): a second one waits for the
+# first to end, then compares against what the first left (PostgreSQL's advisory lock; on
+# SQLite a writing transaction holds the database's only write lock already).
+IMPORT_LOCK = 4_242_017_001
+
+
+async def lock_imports(session: AsyncSession) -> None:
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK})
 
 
 async def diff(session: AsyncSession, package: Package) -> PackageDiff:

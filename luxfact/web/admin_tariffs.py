@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import UploadFile
@@ -62,8 +61,6 @@ MAX_ENTRIES = 50
 STAGING_HOURS = 24                   # a staged package not applied is removed after this
 SHOWN = 100                          # rows listed per kind of change; the counts say the rest
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-# Serialises two imports on PostgreSQL (any constant; only this page and its twin take it).
-IMPORT_LOCK = 4_242_017_001
 
 TABLES = {
     "tariff_nomenclatures": N_("Nomenclatures"),
@@ -332,8 +329,7 @@ async def _apply(session: AsyncSession, desk: Desk, package: Package, shown: str
                  filename: str, sha: str) -> tuple[str, Any]:
     """Compare again and apply, in the caller's transaction: ("applied", version), or
     ("empty" | "changed", the diff) when there is nothing (or something else) to apply."""
-    if (await session.connection()).dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK})
+    await service.lock_imports(session)
     changes = await service.diff(session, package)
     if changes.empty:
         return "empty", changes

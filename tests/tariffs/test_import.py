@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from luxfact.cli.main import app
 from luxfact.cli.tariffs import DEMO_PACKAGE
 from luxfact.db.engine import Database
+from luxfact.settings import Settings
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -195,3 +196,41 @@ async def test_a_snapshot_never_mixes_two_catalogues(owner_db: Database,
     assert imported
     assert (after.act("N101", day).coefficient,
             after.key_letter_value("N", day)[2].value) == (Decimal("3.00"), Decimal("0.90000"))
+
+
+@pytest.mark.postgres  # on SQLite a writing transaction holds the only write lock already
+async def test_a_second_import_waits_for_the_first_and_sees_what_it_did(
+        owner_db: Database, settings: Settings, catalogue: None, tmp_path: Path) -> None:
+    """Two imports at once: the second, computed while the first was waiting at its prompt,
+    would find nothing to change and leave the first's change in place (or apply a diff that
+    no longer fits). It waits, then compares against what the first left."""
+    import asyncio
+
+    from luxfact.cli.tariffs import import_package
+    from luxfact.tariffs import service
+    from luxfact.tariffs.package import read_package
+
+    changed = tmp_path / "pkg"
+    shutil.copytree(DEMO_PACKAGE, changed)
+    acts = changed / "acts.csv"
+    acts.write_text(acts.read_text(encoding="utf-8").replace(
+        "TECH,4K12,Suture de plaie simple,Einfache Wundnaht,22.50",
+        "TECH,4K12,Suture de plaie simple,Einfache Wundnaht,23.00"), encoding="utf-8")
+    demo = read_package(DEMO_PACKAGE)
+    try:
+        async with owner_db.transaction() as first:
+            await service.lock_imports(first)
+            modified = read_package(changed)
+            await service.apply(first, modified, await service.diff(first, modified))
+            second = asyncio.create_task(import_package(
+                settings, demo, dry_run=False, yes=True, show_diff=False))
+            await asyncio.sleep(0.5)
+            assert not second.done()  # waiting for the first import
+        assert (await second).startswith("applied")  # the demo catalogue put back
+    finally:
+        async with owner_db.transaction() as session:
+            await service.lock_imports(session)
+            left = await service.diff(session, demo)
+            if not left.empty:
+                await service.apply(session, demo, left)
+    assert left.empty
