@@ -246,7 +246,7 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
         first_class=room_class(a.performed_at) == "first") for a in acts]
     snapshot = await tariffs.snapshot(session, tenant_id)
     try:
-        return pricing.price_stay(snapshot, stay_info, patient_info, inputs, until)
+        priced = pricing.price_stay(snapshot, stay_info, patient_info, inputs, until)
     except cat.CatalogueError as failure:
         errors = []
         for act in inputs:
@@ -264,6 +264,40 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
         field = failure.field if isinstance(failure, pricing.RuleViolation) else "tariffs"
         raise ValidationFailed(f"The stay cannot be priced: {failure}",
                                errors=[{"field": field, "reason": str(failure)}]) from None
+    _refuse_changed_tariffs(acts, priced)
+    return priced
+
+
+def _same_amount(recorded: str, amount: Decimal) -> bool:
+    try:
+        return Decimal(recorded) == amount
+    except ArithmeticError:  # not a number: an act recorded without it
+        return False
+
+
+def _refuse_changed_tariffs(acts: list[Any], priced: pricing.StayPricing) -> None:
+    """An act keeps the tariff it was priced with: one whose tariff changed since (a
+    correction imported in place, a hospital's price replaced) is not billed at another
+    price without a word. Refused, listing each: the re-pricing report, which the billing
+    officer confirms by re-pricing the acts (`PATCH …/acts/{id}` with `"reprice": true`)."""
+    recorded = {str(act.id): act for act in acts}
+    changed = []
+    for line in priced.lines:
+        act = recorded[line.line_id]
+        was = (act.tariff_version, str(act.unit_price))
+        now = (line.version_id, str(line.unit_price))
+        if was[0] != now[0] or not _same_amount(was[1], line.unit_price):
+            changed.append({"act_id": line.line_id, "code": line.code,
+                            "day": line.day.isoformat(), "priced_with": was[0],
+                            "unit_price": was[1], "today": now[0],
+                            "unit_price_today": now[1]})
+    if changed:
+        first = changed[0]
+        raise Conflict(
+            f"The tariff of {len(changed)} act(s) changed since they were priced ({first['code']}"
+            f" on {first['day']}: {first['unit_price']} then, {first['unit_price_today']} "
+            "today): re-price them (PATCH the act with \"reprice\": true), then bill.",
+            acts=changed)
 
 
 def _prepare(tenant: Tenant, stay: Stay, draft: splitting.DraftInvoice, billing: str,

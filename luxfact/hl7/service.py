@@ -727,7 +727,7 @@ async def _change_kind(run: Apply) -> None:
                      {"from": stay.kind, "to": kind}, tenant_id=run.tenant_id)
         for act in live:
             repriced = await act_service.update_act(run.session, run.tenant_id, act,
-                                                    ActPatch(note=act.note))
+                                                    ActPatch(reprice=True))
             run.touched.act(repriced.id)
         stay = await stays.get_stay(run.session, run.tenant_id, stay.id)
     if visit.located and stay.state == "admitted" and (

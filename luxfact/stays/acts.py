@@ -192,14 +192,20 @@ def _editable(act: Act) -> None:
         raise Conflict("The act was cancelled.")
 
 
+# What an act's price depends on, of the act itself (the stay's kind and room class are
+# the stay's: changing them re-prices its acts explicitly).
+PRICING_INPUTS = ("code", "performed_at", "quantity", "modifiers", "performer", "specialty")
+
+
 async def update_act(session: AsyncSession, tenant_id: uuid.UUID, act: Act,
                      data: ActPatch) -> Act:
     _editable(act)
     changes = data.model_dump(exclude_unset=True)
+    reprice = changes.pop("reprice", False)
     for required in ("code", "performed_at", "quantity", "modifiers"):
         if required in changes and changes[required] is None:
             raise ValidationFailed(errors=[{"field": required, "reason": "cannot be removed"}])
-    if not changes:
+    if not changes and not reprice:
         return act
     values = {"code": act.code, "performed_at": act.performed_at, "quantity": act.quantity,
               "modifiers": act.modifiers, "performer": act.performer,
@@ -207,12 +213,19 @@ async def update_act(session: AsyncSession, tenant_id: uuid.UUID, act: Act,
     values["code"] = values["code"].upper()
     values["modifiers"] = [m.upper() for m in values["modifiers"]]
     stay = await get_stay(session, tenant_id, act.stay_id, lock=True)
-    priced = await _price(session, tenant_id, stay, act.id, values)
+    # A price is kept until what makes it changes: a note alone, or the same values sent
+    # again (a form sends them all), leave the act priced as it was, with its tariff
+    # version, whatever the catalogue says today (re-pricing is asked for: `reprice`).
+    if reprice or any(values[name] != getattr(act, name) for name in PRICING_INPUTS):
+        priced = await _price(session, tenant_id, stay, act.id, values)
+    else:
+        priced = {}
     repo = StayRepository(session, tenant_id)
     if not await repo.update_act(act.id, act.version, {**values, **priced,
                                                        "updated_at": utcnow()}):
         raise Conflict("The act changed meanwhile: reload and retry.")
-    await record(session, "act.update", "act", act.id, {"fields": sorted(changes)},
+    await record(session, "act.update", "act", act.id,
+                 {"fields": sorted(changes), **({"repriced": True} if priced else {})},
                  tenant_id=tenant_id)
     return await get_act(session, tenant_id, act.stay_id, act.id)
 

@@ -43,7 +43,9 @@ ACTS = fresh(Act).where(*_ACTS).order_by(A.c.performed_at, A.c.id)
 LIVE_ACTS = fresh(Act).where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id)
 # What billing reads of a stay's acts: no stored price (billing prices them again).
 BILLABLE_ACTS = (select(A.c.id, A.c.code, A.c.performed_at, A.c.quantity, A.c.modifiers,
-                        A.c.performer, A.c.specialty)
+                        A.c.performer, A.c.specialty, A.c.tariff_version,
+                        # The unit price it was priced with (billing checks it still holds).
+                        A.c.pricing["unit_price"].as_string().label("unit_price"))
                  .where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id))
 SET_ACTS_STATE = (
     update(A).where(A.c.tenant_id == bindparam("b_tenant_id"),

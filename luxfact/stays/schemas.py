@@ -113,6 +113,11 @@ class ActPatch(BaseModel):
     quantity: int | None = Field(default=None, ge=1, le=999)
     modifiers: list[str] | None = Field(default=None, max_length=5)
     note: PlainText | None = Field(default=None, max_length=500)
+    reprice: bool = Field(default=False, description=(
+        "Price the act again with today's catalogue even though nothing that prices it "
+        "changed (after a tariff correction: billing refuses acts whose tariff changed "
+        "since they were priced, and lists them). Otherwise an act keeps its price unless "
+        "its code, date, quantity, modifiers, performer or specialty change."))
 
 
 class ActOut(BaseModel):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from luxfact.auth.roles import Role
 from luxfact.billing import service
@@ -426,6 +426,54 @@ async def test_a_parameter_missing_on_a_day_of_the_stay_is_named(
     assert error["field"] == "tariffs"
     assert "daily_participation_inpatient" in error["reason"] and "2026-03-04" in error["reason"]
     assert (await bill(client, hospitals.a, stay, dry_run=True)).status_code == 200
+
+
+async def test_an_act_keeps_its_price_until_it_is_re_priced(
+        client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database) -> None:
+    """A tariff corrected in place after acts were priced with it: billing does not bill
+    them at another price silently. It lists them (the re-pricing report); re-priced on
+    purpose, they are billed at today's price. A note alone changes no price."""
+    from luxfact.tariffs import service as tariffs
+    from luxfact.tariffs.models import TariffAct
+
+    stay = await stay_with_acts(client, hospitals.a)
+    clerk = hospitals.a.auth(Role.clerk)
+    url = f"/api/v1/stays/{stay['id']}/acts"
+    [n101] = [a for a in (await client.get(url, headers=clerk)).json()["items"]
+              if a["code"] == "N101"]
+    acts = TariffAct.__table__  # type: ignore[attr-defined]
+    async with owner_db.transaction() as session:
+        old = (await session.execute(select(acts.c.coefficient).where(
+            acts.c.code == "N101"))).scalars().first()
+
+    async def set_coefficient(value: Decimal) -> None:
+        async with owner_db.transaction() as session:
+            await session.execute(update(acts).where(acts.c.code == "N101")
+                                  .values(coefficient=value))
+        tariffs._tables_cache.clear()  # as after an import
+        tariffs._cache.clear()
+
+    await set_coefficient(Decimal("3.00"))
+    try:
+        noted = await client.patch(f"{url}/{n101['id']}", json={"note": "checked"},
+                                   headers={**clerk, "If-Match": f'"{n101["version"]}"'})
+        assert noted.status_code == 200 and noted.json()["gross"] == n101["gross"]
+        refused = await bill(client, hospitals.a, stay, dry_run=True)
+        assert refused.status_code == 409, refused.text
+        [report] = refused.json()["acts"]
+        assert (report["act_id"], report["unit_price"], report["unit_price_today"]) == (
+            n101["id"], n101["pricing"]["unit_price"], "23.27")
+        repriced = await client.patch(
+            f"{url}/{n101['id']}", json={"reprice": True},
+            headers={**clerk, "If-Match": f'"{noted.json()["version"]}"'})
+        assert repriced.status_code == 200 and repriced.json()["gross"] == "23.27"
+        billed = await bill(client, hospitals.a, stay, dry_run=True)
+        assert billed.status_code == 200, billed.text
+        lines = [line for invoice in billed.json()["invoices"] for line in invoice["lines"]
+                 if line["code"] == "N101"]
+        assert [line["gross"] for line in lines] == ["23.27"]
+    finally:
+        await set_coefficient(old)
 
 
 async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,
