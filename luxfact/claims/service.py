@@ -150,9 +150,12 @@ def _check(invoice: Any, lines: list[Any], patient: Any, snapshot: cat.TariffSna
             error("code", "the daily participation is the patient's: not claimable", line.seq)
             continue
         try:
+            # Priced when billed, but the catalogue may have withdrawn the code for that
+            # day since (a retroactive correction): the insurer would refuse the line.
             snapshot.act(line.code, line.day)
         except cat.CatalogueError as exc:
-            error("code", f"{line.code} is not valid on {line.day}: {exc}", line.seq)
+            error("code", f"{line.code} is not valid on {line.day} any more: {exc}; credit "
+                  "the invoice, correct or cancel the act, and bill the stay again", line.seq)
         if line.amount_cents < 0:
             error("amount", "negative amount", line.seq)
     return errors
