@@ -83,7 +83,8 @@ async def seed(dsn: str, tenant_id: uuid.UUID, stays: int) -> list[uuid.UUID]:
         for day in range(DAYS):
             at = admitted + timedelta(days=day, hours=2)
             for code in ("V1", "CP1"):
-                # The stored price is not read by billing (it prices the stay again).
+                # No stored price: billing prices the stay again, and has no recorded unit
+                # price to check it against (a real act's is compared: same cost either way).
                 acts.append((tenant_id, uuid.uuid4(), stay_id, code, at, 1, "[]", "",
                              "recorded", "bench", 0, 0, 0, "{}", 1, now, now))
     conn = await asyncpg.connect(dsn)

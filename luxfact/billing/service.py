@@ -284,6 +284,8 @@ def _refuse_changed_tariffs(acts: list[Any], priced: pricing.StayPricing) -> Non
     changed = []
     for line in priced.lines:
         act = recorded[line.line_id]
+        if act.unit_price is None:
+            continue  # recorded without its price (loaded in bulk): nothing to compare with
         was = (act.tariff_version, str(act.unit_price))
         now = (line.version_id, str(line.unit_price))
         if was[0] != now[0] or not _same_amount(was[1], line.unit_price):
