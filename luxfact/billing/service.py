@@ -4,6 +4,7 @@ Never commits: the request (or the command) commits or rolls back the whole. The
 drawn in the same transaction as the invoice it names, so a failure anywhere rolls both back.
 """
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -268,6 +269,14 @@ async def _price_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay, a
     return priced
 
 
+def _rates(reasons: Any) -> list[str]:
+    """The percentages a line applied on top of its unit price: its modifiers' and the
+    first-class surcharge's, as their reasons say them (`modifier_NUIT_25`)."""
+    if isinstance(reasons, str):  # a driver that answers JSON as text
+        reasons = json.loads(reasons)
+    return sorted(r for r in reasons or () if r.startswith(("modifier_", "first_class_")))
+
+
 def _same_amount(recorded: str, amount: Decimal) -> bool:
     try:
         return Decimal(recorded) == amount
@@ -284,11 +293,14 @@ def _refuse_changed_tariffs(acts: list[Any], priced: pricing.StayPricing) -> Non
     changed = []
     for line in priced.lines:
         act = recorded[line.line_id]
-        if act.unit_price is None:
-            continue  # recorded without its price (loaded in bulk): nothing to compare with
+        if act.unit_price is None or act.state == "invoiced":
+            # Recorded without its price (loaded in bulk): nothing to compare with. On an
+            # invoice: its parts are compared with what was invoiced (`PricingChanged`).
+            continue
         was = (act.tariff_version, str(act.unit_price))
         now = (line.version_id, str(line.unit_price))
-        if was[0] != now[0] or not _same_amount(was[1], line.unit_price):
+        if was[0] != now[0] or not _same_amount(was[1], line.unit_price) or (
+                _rates(act.reasons) != _rates(line.reasons)):
             changed.append({"act_id": line.line_id, "code": line.code,
                             "day": line.day.isoformat(), "priced_with": was[0],
                             "unit_price": was[1], "today": now[0],

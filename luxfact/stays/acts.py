@@ -197,6 +197,11 @@ def _editable(act: Act) -> None:
 PRICING_INPUTS = ("code", "performed_at", "quantity", "modifiers", "performer", "specialty")
 
 
+def _compared(name: str, value: Any) -> Any:
+    """A pricing input as it prices: modifiers in any order price alike."""
+    return sorted(value) if name == "modifiers" else value
+
+
 async def update_act(session: AsyncSession, tenant_id: uuid.UUID, act: Act,
                      data: ActPatch) -> Act:
     _editable(act)
@@ -216,7 +221,8 @@ async def update_act(session: AsyncSession, tenant_id: uuid.UUID, act: Act,
     # A price is kept until what makes it changes: a note alone, or the same values sent
     # again (a form sends them all), leave the act priced as it was, with its tariff
     # version, whatever the catalogue says today (re-pricing is asked for: `reprice`).
-    if reprice or any(values[name] != getattr(act, name) for name in PRICING_INPUTS):
+    if reprice or any(_compared(name, values[name]) != _compared(name, getattr(act, name))
+                      for name in PRICING_INPUTS):
         priced = await _price(session, tenant_id, stay, act.id, values)
     else:
         priced = {}

@@ -41,11 +41,13 @@ MOVEMENTS = (fresh(Movement).where(M.c.tenant_id == bindparam("tenant_id"),
 _ACTS = (A.c.tenant_id == bindparam("tenant_id"), A.c.stay_id == bindparam("stay_id"))
 ACTS = fresh(Act).where(*_ACTS).order_by(A.c.performed_at, A.c.id)
 LIVE_ACTS = fresh(Act).where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id)
-# What billing reads of a stay's acts: no stored price (billing prices them again).
+# What billing reads of a stay's acts: what prices them again, and what of the price they
+# were recorded with billing checks still holds (their tariff, unit price, the percentages
+# of their modifiers and surcharge, as reasons).
 BILLABLE_ACTS = (select(A.c.id, A.c.code, A.c.performed_at, A.c.quantity, A.c.modifiers,
-                        A.c.performer, A.c.specialty, A.c.tariff_version,
-                        # The unit price it was priced with (billing checks it still holds).
-                        A.c.pricing["unit_price"].as_string().label("unit_price"))
+                        A.c.performer, A.c.specialty, A.c.state, A.c.tariff_version,
+                        A.c.pricing["unit_price"].as_string().label("unit_price"),
+                        A.c.pricing["reasons"].label("reasons"))
                  .where(*_ACTS, A.c.state != "cancelled").order_by(A.c.performed_at, A.c.id))
 SET_ACTS_STATE = (
     update(A).where(A.c.tenant_id == bindparam("b_tenant_id"),

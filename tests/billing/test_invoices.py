@@ -476,6 +476,48 @@ async def test_an_act_keeps_its_price_until_it_is_re_priced(
         await set_coefficient(old)
 
 
+async def test_a_modifier_corrected_in_place_is_reported_and_invoiced_acts_left_alone(
+        client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database) -> None:
+    """The night surcharge corrected in place (25 % to 50 %): an act priced with it is
+    reported as its tariff is. Its modifiers sent again in another order re-price nothing.
+    An act already invoiced is not reported: its invoiced parts are (credit, bill again)."""
+    from luxfact.tariffs import service as tariffs
+    from luxfact.tariffs.models import TariffModifier
+
+    stay = await stay_with_acts(client, hospitals.a, discharge=False)
+    clerk = hospitals.a.auth(Role.clerk)
+    url = f"/api/v1/stays/{stay['id']}/acts"
+    night = await act(client, hospitals.a, stay, code="C1", modifiers=["NUIT", "WE"],
+                      performed_at="2026-03-04T22:00:00+01:00")
+    assert night.status_code == 201, night.text
+    early = await act(client, hospitals.a, stay, code="C1", modifiers=["NUIT"],
+                      performed_at="2026-03-02T23:00:00+01:00")
+    assert early.status_code == 201, early.text
+    interim = await bill(client, hospitals.a, stay, kind="interim", until="2026-03-02")
+    assert interim.status_code == 201, interim.text  # the acts of 2 March invoiced
+    modifiers = TariffModifier.__table__  # type: ignore[attr-defined]
+
+    async def set_percent(value: Decimal) -> None:
+        async with owner_db.transaction() as session:
+            await session.execute(update(modifiers).where(modifiers.c.code == "NUIT")
+                                  .values(percent=value))
+        tariffs._tables_cache.clear()
+        tariffs._cache.clear()
+
+    await set_percent(Decimal(50))
+    try:
+        same = await client.patch(f"{url}/{night.json()['id']}", json={
+            "modifiers": ["WE", "NUIT"]}, headers={**clerk, "If-Match": '"1"'})
+        assert same.status_code == 200 and same.json()["gross"] == night.json()["gross"]
+        assert (await move(client, hospitals.a, stay, type="discharge",
+                           at="2026-03-05T11:00:00+01:00")).status_code == 201
+        refused = await bill(client, hospitals.a, stay, dry_run=True)
+        assert refused.status_code == 409, refused.text
+        assert [a["act_id"] for a in refused.json()["acts"]] == [night.json()["id"]]
+    finally:
+        await set_percent(Decimal(25))
+
+
 async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,
                                            hospitals: Hospitals) -> None:
     stay = await stay_with_acts(client, hospitals.a)
