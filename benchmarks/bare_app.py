@@ -48,8 +48,9 @@ if __name__ == "__main__":
     from luxfact.cli.serve import listening_socket
 
     port, workers = int(sys.argv[1]), int(sys.argv[2])
+    # The product's loop (`luxfact serve` runs on asyncio's): the ceiling on the same one.
     config = uvicorn.Config("bare_app:app", host="127.0.0.1", port=port, workers=workers,
-                            log_level="warning")
+                            log_level="warning", loop="asyncio")
     sock = listening_socket("127.0.0.1", port)
     if workers > 1:
         Multiprocess(config, sockets=[sock]).run()

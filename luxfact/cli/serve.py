@@ -78,7 +78,10 @@ def serve(
     uv_config = uvicorn.Config(
         "luxfact.app:app_factory", factory=True, host=host or config.host,
         port=port or config.port, workers=workers or config.workers, log_config=None,
-        proxy_headers=True, server_header=False)
+        proxy_headers=True, server_header=False,
+        # asyncio's loop, not uvloop (installed for the MLLP listener): measured, uvloop
+        # sped up a bare endpoint and not the API (docs/performance.md).
+        loop="asyncio")
     try:
         # Bound, not listening: says now (not in a worker) whether the port can be had.
         probe = listening_socket(uv_config.host, uv_config.port, reuse_port=True)
