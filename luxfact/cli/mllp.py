@@ -42,8 +42,8 @@ def mllp(
         raise typer.Exit(_supervise(workers, options))
     luxlog.configure(config.log_level)
     # uvloop's event loop: the listener is bound by the loop's own work (socket writes to
-    # the clients and PostgreSQL, callbacks) as much as by ours; measured 389 → 458-462
-    # messages/s with two workers (docs/performance.md).
+    # the clients and PostgreSQL, callbacks) as much as by ours; measured 389 → 479
+    # messages/s with two workers on 8,000 messages (docs/performance.md).
     code = uvloop.run(_serve(config, host, port, tenant, idle_timeout, max_bytes,
                              reuse_port))
     if code:

@@ -56,8 +56,9 @@ def _row_of(model_row: Any, columns: Iterable[str]) -> Row:
 
 
 # One import at a time, whoever runs it (the CLI, the desk): a second one waits for the
-# first to end, then compares against what the first left (PostgreSQL's advisory lock; on
-# SQLite a writing transaction holds the database's only write lock already).
+# first to end, then compares against what the first left (PostgreSQL's advisory lock). On
+# SQLite the first holds the database's only write lock: a second gives up after the busy
+# timeout, "database is locked".
 IMPORT_LOCK = 4_242_017_001
 
 
@@ -208,16 +209,14 @@ async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) ->
     if time.monotonic() - read_at > VERSION_TTL:
         version = await repo.version()
         _version = (version, time.monotonic())
-    cached = _cache.get((version, tenant_id))
-    if cached and (tenant_id is None or time.monotonic() - cached[1] < TENANT_PRICES_TTL):
-        return cached[0]
+    if cached := _cached(version, tenant_id):
+        return cached
     tables = _tables_cache.get(version)
     if tables is None:
         version, tables = await _consistent_tables(repo)
         _version = (version, time.monotonic())
-        cached = _cache.get((version, tenant_id))
-        if cached and (tenant_id is None or time.monotonic() - cached[1] < TENANT_PRICES_TTL):
-            return cached[0]
+        if cached := _cached(version, tenant_id):
+            return cached
         _tables_cache.clear()
         _tables_cache[version] = tables
         freeze_long_lived()  # the catalogue lives as long as its version: once per version
@@ -225,6 +224,14 @@ async def snapshot(session: AsyncSession, tenant_id: uuid.UUID | None = None) ->
     built = build_snapshot(tables, prices)
     _cache[(version, tenant_id)] = (built, time.monotonic())
     return built
+
+
+def _cached(version: int, tenant_id: uuid.UUID | None) -> cat.TariffSnapshot | None:
+    """The snapshot built for this version (and hospital, while its prices are fresh)."""
+    cached = _cache.get((version, tenant_id))
+    if cached and (tenant_id is None or time.monotonic() - cached[1] < TENANT_PRICES_TTL):
+        return cached[0]
+    return None
 
 
 async def _consistent_tables(repo: TariffRepository) -> tuple[int, dict[str, list[Any]]]:
