@@ -29,6 +29,7 @@ from luxfact.patients.repository import PatientRepository
 from luxfact.stays import acts as act_service
 from luxfact.stays.models import Stay
 from luxfact.stays.repository import StayRepository
+from luxfact.stays.schemas import ActPatch
 from luxfact.stays.service import coverage_gaps, get_stay, local_day, room_classes
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import pricing
@@ -284,6 +285,28 @@ def _same_amount(recorded: str, amount: Decimal) -> bool:
         return False
 
 
+class TariffsChanged(Conflict):
+    """Acts whose tariff changed since they were priced: `acts` is the re-pricing report."""
+
+
+async def reprice_changed(session: AsyncSession, tenant: Tenant, stay_id: uuid.UUID,
+                          actor: str) -> int:
+    """Confirm the re-pricing report: the acts a final billing refuses for a tariff changed
+    since they were priced, each priced again with today's catalogue (audited as an act
+    update). How many were; 0 when billing refuses none."""
+    try:
+        await bill_stay(session, tenant, stay_id, BillIn(kind="final", dry_run=True), actor)
+    except TariffsChanged as report:
+        for item in report.extra["acts"]:
+            act = await act_service.get_act(session, tenant.id, stay_id,
+                                            uuid.UUID(item["act_id"]))
+            await act_service.update_act(session, tenant.id, act, ActPatch(reprice=True))
+        return len(report.extra["acts"])
+    except (Conflict, ValidationFailed):
+        return 0  # refused for another reason: that one is the preview's to show
+    return 0
+
+
 def _refuse_changed_tariffs(acts: list[Any], priced: pricing.StayPricing) -> None:
     """An act keeps the tariff it was priced with: one whose tariff changed since (a
     correction imported in place, a hospital's price replaced) is not billed at another
@@ -307,7 +330,7 @@ def _refuse_changed_tariffs(acts: list[Any], priced: pricing.StayPricing) -> Non
                             "unit_price_today": now[1]})
     if changed:
         first = changed[0]
-        raise Conflict(
+        raise TariffsChanged(
             f"The tariff of {len(changed)} act(s) changed since they were priced ({first['code']}"
             f" on {first['day']}: {first['unit_price']} then, {first['unit_price_today']} "
             "today): re-price them (PATCH the act with \"reprice\": true), then bill.",

@@ -79,6 +79,7 @@ def routes() -> list[BaseRoute]:
         Route("/desk/billing", ready_to_bill, methods=["GET"]),
         Route("/desk/billing/stays/{stay_id}", preview, methods=["GET"]),
         Route("/desk/billing/stays/{stay_id}", issue, methods=["POST"]),
+        Route("/desk/billing/stays/{stay_id}/reprice", reprice, methods=["POST"]),
         Route("/desk/invoices", invoices, methods=["GET"]),
         Route("/desk/invoices/{invoice_id}", invoice_page, methods=["GET"]),
         Route("/desk/invoices/{invoice_id}/pdf", invoice_pdf, methods=["GET"]),
@@ -178,12 +179,20 @@ def _can_issue(stay: Stay, problem: Any) -> bool:
 
 
 def _problem(desk: Desk, error: Any) -> dict[str, Any] | None:
-    """A service's refusal, shown on the page: its message and each reason."""
+    """A service's refusal, shown on the page: its message and each reason; for acts whose
+    tariff changed since they were priced, the re-pricing report to confirm."""
     if error is None:
         return None
-    return {"status": error.status, "detail": desk.translate_reason(error.detail),
+    repricing = isinstance(error, service.TariffsChanged)
+    detail = REPRICING if repricing else error.detail  # its own text names an API call
+    return {"status": error.status, "detail": desk.translate_reason(detail),
             "reasons": [desk.translate_reason(str(item.get("reason", "")))
-                        for item in error.errors or []]}
+                        for item in error.errors or []],
+            "repricing": error.extra["acts"] if repricing else None}
+
+
+REPRICING = N_("The tariff of these acts changed since they were priced: re-price them "
+               "at today's tariffs to issue the invoices, or correct them on the stay.")
 
 
 @page(*BILLING)
@@ -197,6 +206,24 @@ async def issue(desk: Desk) -> Response:
         await service.bill_stay(desk.session, tenant, stay_id, BillIn(kind="final"),
                                 desk.user.actor)
         return f"/desk/invoices?stay={stay_id}"
+
+    try:
+        async with attempt(desk):
+            return await desk.once(make)
+    except (Conflict, ValidationFailed) as error:
+        return await _preview(desk, stay_id, error.status, refused=error)
+
+
+@page(*BILLING)
+async def reprice(desk: Desk) -> Response:
+    """Confirm the preview's re-pricing report: its acts priced again at today's tariffs,
+    once per form (`idem`), then back to the preview."""
+    stay_id = path_uuid(desk, "stay_id")
+    tenant = await tenant_of(desk)
+
+    async def make() -> str:
+        await service.reprice_changed(desk.session, tenant, stay_id, desk.user.actor)
+        return f"/desk/billing/stays/{stay_id}"
 
     try:
         async with attempt(desk):
