@@ -111,6 +111,7 @@ PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("GET", "/desk/billing"): {"billing"},
     ("GET", "/desk/billing/stays/{stay_id}"): {"billing"},
     ("POST", "/desk/billing/stays/{stay_id}"): {"billing"},
+    ("POST", "/desk/billing/stays/{stay_id}/reprice"): {"billing"},
     ("GET", "/desk/claim-lines"): {"billing"},
     ("POST", "/desk/claim-lines/{invoice_id}/{line}/credit"): {"billing"},
     ("POST", "/desk/claim-lines/{invoice_id}/{line}/write-off"): {"billing"},
