@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 
 from luxfact.auth.roles import Role
 from luxfact.billing import service
@@ -16,11 +16,13 @@ from luxfact.billing.schemas import BillIn
 from luxfact.db.engine import Database
 from luxfact.kit import context
 from luxfact.stays.models import Act
+from luxfact.tariffs.models import TariffAct, TariffModifier, TariffParameter
 from luxfact.tenancy.repository import TenantRepository
 from tests.conftest import Hospital, Hospitals
 from tests.patients.test_api import create as create_patient
 from tests.patients.test_api import new_matricule
 from tests.stays.test_api import act, admit, move
+from tests.tariffs.corrections import corrected
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -405,22 +407,10 @@ async def test_a_parameter_missing_on_a_day_of_the_stay_is_named(
         client: httpx.AsyncClient, hospitals: Hospitals, owner_db: Database) -> None:
     """The daily participation ended in the catalogue (its next amount not known yet): the
     bill says which parameter lacks a value on which day, and guesses nothing."""
-    from luxfact.tariffs import service as tariffs
-
     stay = await stay_with_acts(client, hospitals.a)  # participation 2 to 4 March
-    change = text("UPDATE tariff_parameters SET valid_to = :to "
-                  "WHERE name = 'daily_participation_inpatient'")
-    async with owner_db.transaction() as session:
-        await session.execute(change, {"to": date(2026, 3, 3)})
-    tariffs._tables_cache.clear()  # as after an import: the tables are read again
-    tariffs._cache.clear()
-    try:
+    async with corrected(owner_db, TariffParameter, "valid_to", date(2026, 3, 3),
+                         name="daily_participation_inpatient"):
         refused = await bill(client, hospitals.a, stay, dry_run=True)
-    finally:
-        async with owner_db.transaction() as session:
-            await session.execute(change, {"to": None})
-        tariffs._tables_cache.clear()
-        tariffs._cache.clear()
     assert refused.status_code == 422, refused.text
     [error] = refused.json()["errors"]
     assert error["field"] == "tariffs"
@@ -433,28 +423,12 @@ async def test_an_act_keeps_its_price_until_it_is_re_priced(
     """A tariff corrected in place after acts were priced with it: billing does not bill
     them at another price silently. It lists them (the re-pricing report); re-priced on
     purpose, they are billed at today's price. A note alone changes no price."""
-    from luxfact.tariffs import service as tariffs
-    from luxfact.tariffs.models import TariffAct
-
     stay = await stay_with_acts(client, hospitals.a)
     clerk = hospitals.a.auth(Role.clerk)
     url = f"/api/v1/stays/{stay['id']}/acts"
     [n101] = [a for a in (await client.get(url, headers=clerk)).json()["items"]
               if a["code"] == "N101"]
-    acts = TariffAct.__table__  # type: ignore[attr-defined]
-    async with owner_db.transaction() as session:
-        old = (await session.execute(select(acts.c.coefficient).where(
-            acts.c.code == "N101"))).scalars().first()
-
-    async def set_coefficient(value: Decimal) -> None:
-        async with owner_db.transaction() as session:
-            await session.execute(update(acts).where(acts.c.code == "N101")
-                                  .values(coefficient=value))
-        tariffs._tables_cache.clear()  # as after an import
-        tariffs._cache.clear()
-
-    await set_coefficient(Decimal("3.00"))
-    try:
+    async with corrected(owner_db, TariffAct, "coefficient", Decimal("3.00"), code="N101"):
         noted = await client.patch(f"{url}/{n101['id']}", json={"note": "checked"},
                                    headers={**clerk, "If-Match": f'"{n101["version"]}"'})
         assert noted.status_code == 200 and noted.json()["gross"] == n101["gross"]
@@ -472,8 +446,6 @@ async def test_an_act_keeps_its_price_until_it_is_re_priced(
         lines = [line for invoice in billed.json()["invoices"] for line in invoice["lines"]
                  if line["code"] == "N101"]
         assert [line["gross"] for line in lines] == ["23.27"]
-    finally:
-        await set_coefficient(old)
 
 
 async def test_a_modifier_corrected_in_place_is_reported_and_invoiced_acts_left_alone(
@@ -481,9 +453,6 @@ async def test_a_modifier_corrected_in_place_is_reported_and_invoiced_acts_left_
     """The night surcharge corrected in place (25 % to 50 %): an act priced with it is
     reported as its tariff is. Its modifiers sent again in another order re-price nothing.
     An act already invoiced is not reported: its invoiced parts are (credit, bill again)."""
-    from luxfact.tariffs import service as tariffs
-    from luxfact.tariffs.models import TariffModifier
-
     stay = await stay_with_acts(client, hospitals.a, discharge=False)
     clerk = hospitals.a.auth(Role.clerk)
     url = f"/api/v1/stays/{stay['id']}/acts"
@@ -495,17 +464,7 @@ async def test_a_modifier_corrected_in_place_is_reported_and_invoiced_acts_left_
     assert early.status_code == 201, early.text
     interim = await bill(client, hospitals.a, stay, kind="interim", until="2026-03-02")
     assert interim.status_code == 201, interim.text  # the acts of 2 March invoiced
-    modifiers = TariffModifier.__table__  # type: ignore[attr-defined]
-
-    async def set_percent(value: Decimal) -> None:
-        async with owner_db.transaction() as session:
-            await session.execute(update(modifiers).where(modifiers.c.code == "NUIT")
-                                  .values(percent=value))
-        tariffs._tables_cache.clear()
-        tariffs._cache.clear()
-
-    await set_percent(Decimal(50))
-    try:
+    async with corrected(owner_db, TariffModifier, "percent", Decimal(50), code="NUIT"):
         same = await client.patch(f"{url}/{night.json()['id']}", json={
             "modifiers": ["WE", "NUIT"]}, headers={**clerk, "If-Match": '"1"'})
         assert same.status_code == 200 and same.json()["gross"] == night.json()["gross"]
@@ -514,8 +473,6 @@ async def test_a_modifier_corrected_in_place_is_reported_and_invoiced_acts_left_
         refused = await bill(client, hospitals.a, stay, dry_run=True)
         assert refused.status_code == 409, refused.text
         assert [a["act_id"] for a in refused.json()["acts"]] == [night.json()["id"]]
-    finally:
-        await set_percent(Decimal(25))
 
 
 async def test_other_hospitals_see_nothing(client: httpx.AsyncClient,

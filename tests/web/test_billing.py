@@ -134,48 +134,31 @@ async def test_the_repricing_report_is_confirmed_on_the_preview(
         client: httpx.AsyncClient) -> None:
     """A tariff corrected in place after the stay's acts were priced: the preview lists the
     acts (then and today) instead of issuing, and one button re-prices them."""
-    from sqlalchemy import select, update
-
-    from luxfact.tariffs import service as tariffs
     from luxfact.tariffs.models import TariffAct
+    from tests.tariffs.corrections import corrected
 
     stay = await stay_with_acts(client, hospitals.a)
-    acts = TariffAct.__table__  # type: ignore[attr-defined]
-    async with owner_db.transaction() as session:
-        old = (await session.execute(select(acts.c.coefficient).where(
-            acts.c.code == "N101"))).scalars().first()
-
-    async def set_coefficient(value: Decimal) -> None:
-        async with owner_db.transaction() as session:
-            await session.execute(update(acts).where(acts.c.code == "N101")
-                                  .values(coefficient=value))
-        tariffs._tables_cache.clear()
-        tariffs._cache.clear()
-
-    await set_coefficient(Decimal("3.00"))
-    try:
-        async with signed_in(app, owner_db, hospitals.a, Role.billing) as desk:
-            url = f"/desk/billing/stays/{stay['id']}"
-            preview = await desk.get(url)
-            assert preview.status_code == 200
-            assert "retarifez-les au tarif du jour" in preview.text  # in the user's language
-            [n101] = [a for a in (await api_get(client, hospitals.a,
-                      f"/api/v1/stays/{stay['id']}/acts")).json()["items"]
-                      if a["code"] == "N101"]
-            assert row_of(preview, f"reprice-{n101['id']}")[2:] == [
-                "N101@2019-01-01 · 19.78", "N101@2019-01-01 · 23.27"]
-            assert f'action="{url}"' not in preview.text  # nothing to issue yet
-            form = {"csrf": csrf_of(preview), "idem": idem_of(preview)}
-            done = await desk.post(f"{url}/reprice", data=form)
-            assert done.status_code == 303 and done.headers["location"] == url
-            again = await desk.get(url)
-            assert "reprice-" not in again.text and f'action="{url}"' in again.text
-            assert fr("23.27") in again.text
-            trail = (await client.get("/api/v1/audit-events", params={
-                "object_id": n101["id"]}, headers=hospitals.a.auth(Role.admin))).json()
-            assert trail["items"][0]["details"] == {"fields": [], "repriced": True}
-    finally:
-        await set_coefficient(old)
+    async with corrected(owner_db, TariffAct, "coefficient", Decimal("3.00"), code="N101"), \
+            signed_in(app, owner_db, hospitals.a, Role.billing) as desk:
+        url = f"/desk/billing/stays/{stay['id']}"
+        preview = await desk.get(url)
+        assert preview.status_code == 200
+        assert "retarifez-les au tarif du jour" in preview.text  # in the user's language
+        [n101] = [a for a in (await api_get(client, hospitals.a,
+                  f"/api/v1/stays/{stay['id']}/acts")).json()["items"]
+                  if a["code"] == "N101"]
+        assert row_of(preview, f"reprice-{n101['id']}")[2:] == [
+            "N101@2019-01-01 · 19.78", "N101@2019-01-01 · 23.27"]
+        assert f'action="{url}"' not in preview.text  # nothing to issue yet
+        form = {"csrf": csrf_of(preview), "idem": idem_of(preview)}
+        done = await desk.post(f"{url}/reprice", data=form)
+        assert done.status_code == 303 and done.headers["location"] == url
+        again = await desk.get(url)
+        assert "reprice-" not in again.text and f'action="{url}"' in again.text
+        assert fr("23.27") in again.text
+        trail = (await client.get("/api/v1/audit-events", params={
+            "object_id": n101["id"]}, headers=hospitals.a.auth(Role.admin))).json()
+        assert trail["items"][0]["details"] == {"fields": [], "repriced": True}
 
 
 async def test_a_stay_with_nothing_left_is_closed_by_its_final_billing(
