@@ -41,6 +41,17 @@ STAY_BY_VISIT = (
     .join(P, and_(P.c.tenant_id == S.c.tenant_id, P.c.id == S.c.patient_id))
     .where(S.c.tenant_id == bindparam("tenant_id"), S.c.external_id == bindparam("visit"))
     .execution_options(populate_existing=True))
+# Locked, for the messages that change the stay (movements, charges), which would lock it by
+# its id next: one round trip fewer. They never lock the patient after the stay, so no cycle
+# with billing or merges. The patient's numbers by subquery, not by a join: a merge
+# re-pointing the stay while this waits for its lock would make the joined row (the old
+# patient) fail the join on the stay's new version, and the stay look missing.
+_OF_STAY = and_(P.c.tenant_id == S.c.tenant_id, P.c.id == S.c.patient_id)
+STAY_BY_VISIT_LOCKED = (
+    select(Stay, select(P.c.matricule).where(_OF_STAY).scalar_subquery(),
+           select(P.c.legacy_matricule).where(_OF_STAY).scalar_subquery())
+    .where(S.c.tenant_id == bindparam("tenant_id"), S.c.external_id == bindparam("visit"))
+    .with_for_update(of=S).execution_options(populate_existing=True))
 # What a list shows: everything but the raw bytes, which only an administrator sees.
 LISTED = [c for c in T.c if c.name != "raw"]
 
@@ -119,12 +130,13 @@ class HL7Repository:
             select(func.count()).select_from(T).where(T.c.tenant_id == self.tenant_id)
         )).scalar_one()
 
-    async def stay_by_visit(self, visit_number: str
+    async def stay_by_visit(self, visit_number: str, *, lock: bool = False
                             ) -> tuple[Stay, str | None, str | None] | None:
         """The stay of a visit number (its external id) with its patient's matricule and
-        old number, in one round trip."""
-        row = (await self.session.execute(STAY_BY_VISIT, {"tenant_id": self.tenant_id,
-                                                          "visit": visit_number})).first()
+        old number, in one round trip; `lock`: its row locked until the transaction ends."""
+        query = STAY_BY_VISIT_LOCKED if lock else STAY_BY_VISIT
+        row = (await self.session.execute(query, {"tenant_id": self.tenant_id,
+                                                  "visit": visit_number})).first()
         return (row[0], row[1], row[2]) if row else None
 
     async def patient_by_legacy(self, legacy: str) -> Patient | None:

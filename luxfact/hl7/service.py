@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -589,19 +590,33 @@ class Apply:
         return visit
 
     async def stay(self) -> Stay:
-        """The stay of the message's visit number, its patient checked against PID-3."""
+        """The stay of the message's visit number, its patient checked against PID-3; its
+        row locked (every message that calls this changes the stay), so that `move` need not
+        read it again."""
         visit = self.visit()
         found = await HL7Repository(self.session, self.tenant_id).stay_by_visit(
-            visit.visit_number)
+            visit.visit_number, lock=True)
         if found is None:
-            raise Refused(f"PV1-19: no stay with visit number {visit.visit_number} (was its "
-                          "admission received?)", Location("PV1", 19), parse.UNKNOWN_KEY)
+            raise _no_stay(visit)
         stay, matricule, legacy = found
         self.check_patient(stay, matricule, legacy)
         self.touched.stay(stay.id)
         return stay
 
-    def check_patient(self, stay: Stay, matricule: str | None, legacy: str | None) -> None:
+    async def stay_for_acts(self) -> list[Row]:
+        """`stay()` read as `record_act` reads it first (`lock_for_acts`: the stay locked, with
+        what pricing needs of its patient), once for all of a message's charges: one round
+        trip where the two took two."""
+        visit = self.visit()
+        rows = await self.stays.lock_for_act_by_visit(visit.visit_number)
+        if not rows:
+            raise _no_stay(visit)
+        stay = rows[0]
+        self.check_patient(stay, stay.matricule, stay.legacy_matricule)
+        self.touched.stay(stay.id)
+        return rows
+
+    def check_patient(self, stay: Stay | Row, matricule: str | None, legacy: str | None) -> None:
         """PID-3, when it names someone, names the patient of the stay."""
         data = self.event.patient
         if data is None:
@@ -613,9 +628,13 @@ class Apply:
             raise Refused(f"PID-3: the patient is not the one of visit "
                           f"{stay.external_id}", Location("PID", 3), parse.UNKNOWN_KEY)
 
-    async def move(self, stay: Stay, values: dict[str, Any]) -> Stay:
+    async def move(self, stay: Stay, values: dict[str, Any], *, locked: bool = False
+                   ) -> Stay:
+        """`locked`: `stay` is as this transaction last wrote or read it, its row locked
+        (`stay()`), and is not read again."""
         data = validate(MovementIn, values, STAY_FIELDS)
-        moved, _ = await stays.add_movement(self.session, self.tenant_id, stay.id, data)
+        moved, _ = await stays.add_movement(self.session, self.tenant_id, stay.id, data,
+                                            locked=stay if locked else None)
         return moved
 
     async def latest(self, stay: Stay, kind: str) -> uuid.UUID:
@@ -626,6 +645,11 @@ class Apply:
             raise Refused(f"visit {stay.external_id} has no {kind} to cancel",
                           Location("PV1", 19), parse.UNKNOWN_KEY)
         return found[-1].id  # type: ignore[return-value]
+
+
+def _no_stay(visit: parse.VisitData) -> Refused:
+    return Refused(f"PV1-19: no stay with visit number {visit.visit_number} (was its "
+                   "admission received?)", Location("PV1", 19), parse.UNKNOWN_KEY)
 
 
 async def _admit(run: Apply) -> None:
@@ -675,13 +699,14 @@ def _place(values: dict[str, Any], visit: parse.VisitData) -> dict[str, Any]:
 async def _transfer(run: Apply) -> None:
     stay = await run.stay()
     visit = run.visit()
-    await run.move(stay, _place({"type": "transfer", "at": run.event.occurred_at}, visit))
+    await run.move(stay, _place({"type": "transfer", "at": run.event.occurred_at}, visit),
+                   locked=True)
 
 
 async def _discharge(run: Apply) -> None:
     stay = await run.stay()
     at = run.visit().discharged_at or run.event.occurred_at
-    await run.move(stay, {"type": "discharge", "at": at})
+    await run.move(stay, {"type": "discharge", "at": at}, locked=True)
 
 
 def _cancel(kind: str) -> Callable[[Apply], Awaitable[None]]:
@@ -694,7 +719,7 @@ def _cancel(kind: str) -> Callable[[Apply], Awaitable[None]]:
         cancelled_acts = {a.id for a in await run.stays.acts(stay.id)
                           if a.state == "recorded"} if kind == "admit" else set()
         await run.move(stay, {"type": f"cancel_{kind}", "at": run.event.occurred_at,
-                              "cancels": target})
+                              "cancels": target}, locked=True)
         for act_id in sorted(cancelled_acts):
             run.touched.act(act_id)
 
@@ -732,7 +757,9 @@ async def _change_kind(run: Apply) -> None:
         stay = await stays.get_stay(run.session, run.tenant_id, stay.id)
     if visit.located and stay.state == "admitted" and (
             (visit.unit, visit.room, visit.bed) != (stay.unit, stay.room, stay.bed)):
-        await run.move(stay, _place({"type": "transfer", "at": run.event.occurred_at}, visit))
+        # Locked by `stay()`, and read again above after any change of its own.
+        await run.move(stay, _place({"type": "transfer", "at": run.event.occurred_at}, visit),
+                       locked=True)
 
 
 async def _update(run: Apply) -> None:
@@ -829,13 +856,12 @@ async def _merge(run: Apply) -> None:
 
 async def _charges(run: Apply) -> None:
     """DFT^P03: each FT1 recorded as an act of the visit's stay, checked and priced."""
-    stay = await run.stay()
-    locked = await act_service.lock_for_acts(run.session, run.tenant_id, stay.id) \
-        if len(run.event.charges) > 1 else None
+    locked = await run.stay_for_acts()
+    stay_id = locked[0].id
     for charge in run.event.charges:
         data = validate(ActIn, charge.values, ACT_FIELDS, charge.occurrence)
         try:
-            act = await act_service.record_act(run.session, run.tenant_id, stay.id, data,
+            act = await act_service.record_act(run.session, run.tenant_id, stay_id, data,
                                                locked=locked)
         except LuxfactError as exc:
             if charge.occurrence > 1 or len(run.event.charges) > 1:

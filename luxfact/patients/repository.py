@@ -89,8 +89,10 @@ class PatientRepository:
                  "family_folded": family, "given_folded": given}
                 for k in sorted(name_keys(family_name))]
         if keys:
-            # One multi-row INSERT: an executemany would run one statement per key.
-            await self.session.execute(insert(K).values(keys))
+            # An executemany, one round trip on asyncpg: a multi-row `values(keys)` has no
+            # cache key, and compiling it again for every patient cost the client 0.5 ms
+            # more (0.74-0.84 against 0.27-0.30 ms, 4 keys, measured 2026-11-27).
+            await self.session.execute(insert(K), keys)
 
     async def search(self, terms: SearchTerms, *, limit: int,
                      after: tuple[int, str, str, str] | None = None

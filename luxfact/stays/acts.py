@@ -152,8 +152,9 @@ async def lock_for_acts(session: AsyncSession, tenant_id: uuid.UUID,
 
 async def record_act(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
                      data: ActIn, *, locked: list[Row] | None = None) -> Act:
-    """`locked`: what `lock_for_acts` returned in this transaction, when the caller records
-    several acts of the stay (an HL7 charge message): read and locked once for all."""
+    """`locked`: what `lock_for_acts` (or the repository's `lock_for_act_by_visit`)
+    returned in this transaction, when the caller has read it already (an HL7 charge
+    message, to find the stay and check its patient): read and locked once for all."""
     rows = locked if locked and locked[0].id == stay_id else \
         await lock_for_acts(session, tenant_id, stay_id)
     # The row reads like a Stay (same column names): no ORM object on the hot path.

@@ -22,16 +22,26 @@ A = Act.__table__  # type: ignore[attr-defined]
 INSERT_MOVEMENT = insert(M)
 _P = Patient.__table__  # type: ignore[attr-defined]
 _C = Coverage.__table__  # type: ignore[attr-defined]
-LOCK_FOR_ACT = (
-    select(S, _P.c.birth_date, _P.c.death_date,
-           _C.c.valid_from.label("attestation_from"), _C.c.valid_to.label("attestation_to"))
-    .select_from(S.join(_P, and_(_P.c.tenant_id == S.c.tenant_id, _P.c.id == S.c.patient_id))
-                 .outerjoin(_C, and_(_C.c.tenant_id == S.c.tenant_id,
-                                     _C.c.patient_id == S.c.patient_id,
-                                     _C.c.kind == "social_tiers_payant")))
-    .where(S.c.tenant_id == bindparam("tenant_id"), S.c.id == bindparam("stay_id"))
-    .with_for_update(of=S))
 
+
+def _lock_for_act(*where: Any) -> Any:
+    """The stay (locked) with what pricing needs of its patient (birth, death, one row per
+    social tiers-payant attestation) and its identifiers (an HL7 message names both)."""
+    return (
+        select(S, _P.c.birth_date, _P.c.death_date, _P.c.matricule, _P.c.legacy_matricule,
+               _C.c.valid_from.label("attestation_from"),
+               _C.c.valid_to.label("attestation_to"))
+        .select_from(S.join(_P, and_(_P.c.tenant_id == S.c.tenant_id,
+                                     _P.c.id == S.c.patient_id))
+                     .outerjoin(_C, and_(_C.c.tenant_id == S.c.tenant_id,
+                                         _C.c.patient_id == S.c.patient_id,
+                                         _C.c.kind == "social_tiers_payant")))
+        .where(S.c.tenant_id == bindparam("tenant_id"), *where)
+        .with_for_update(of=S))
+
+
+LOCK_FOR_ACT = _lock_for_act(S.c.id == bindparam("stay_id"))
+LOCK_FOR_ACT_BY_VISIT = _lock_for_act(S.c.external_id == bindparam("visit"))
 
 _STAY = (S.c.tenant_id == bindparam("tenant_id"), S.c.id == bindparam("stay_id"))
 GET_STAY = fresh(Stay).where(*_STAY)
@@ -99,6 +109,11 @@ class StayRepository:
         row per social tiers-payant attestation of the patient (at least one row)."""
         return list((await self.session.execute(
             LOCK_FOR_ACT, {"tenant_id": self.tenant_id, "stay_id": stay_id})).all())
+
+    async def lock_for_act_by_visit(self, visit_number: str) -> list[Row]:
+        """`lock_for_act` of the stay with this external id (an HL7 charge message's)."""
+        return list((await self.session.execute(LOCK_FOR_ACT_BY_VISIT, {
+            "tenant_id": self.tenant_id, "visit": visit_number})).all())
 
     async def by_external_id(self, external_id: str) -> Stay | None:
         return (await self.session.execute(BY_EXTERNAL_ID, {

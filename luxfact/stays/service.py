@@ -127,10 +127,15 @@ async def get_stay(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UU
 
 
 async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uuid.UUID,
-                       data: MovementIn) -> tuple[Stay, Movement]:
-    """The movement recorded, and the stay as it now is (built here, not read back)."""
+                       data: MovementIn, *, locked: Stay | None = None
+                       ) -> tuple[Stay, Movement]:
+    """The movement recorded, and the stay as it now is (built here, not read back).
+
+    `locked`: the stay as the caller read it in this transaction with its row locked (an
+    HL7 message finds it by its visit number that way): not read again."""
     repo = StayRepository(session, tenant_id)
-    stay = await get_stay(session, tenant_id, stay_id, lock=True)
+    stay = locked if locked is not None and locked.id == stay_id else \
+        await get_stay(session, tenant_id, stay_id, lock=True)
     history = await repo.movements(stay_id)
     events = effective_events(history)
     last = events[-1] if events else None

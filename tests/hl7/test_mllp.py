@@ -20,14 +20,26 @@ from luxfact.hl7.mllp import END, START, Listener, frame
 from luxfact.kit import context
 from luxfact.patients import service as patients
 from luxfact.patients.matricule import complete
+from luxfact.patients.merge import merge_patients
 from luxfact.patients.schemas import PatientIn
 from luxfact.settings import Settings
 from luxfact.stays import service as stays
+from luxfact.stays.repository import StayRepository
 from luxfact.stays.schemas import StayIn
 from luxfact.tenancy.repository import TenantRepository
 from tests.conftest import Hospital, Hospitals, make_hospital
 from tests.hl7 import messages as m
-from tests.hl7.helpers import code, messages, patient, reason, segment, stay, stays_of
+from tests.hl7.helpers import (
+    accepted,
+    code,
+    messages,
+    patient,
+    reason,
+    segment,
+    send,
+    stay,
+    stays_of,
+)
 from tests.live import free_port
 
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -456,6 +468,51 @@ async def test_a_deadlock_of_the_first_attempt_is_applied_again(
     found = await patient(client, a, matricule)
     assert [s["external_id"] for s in await stays_of(client, a, found["id"])] == ["VDL"]
     assert [x["control_id"] for x in await messages(client, a)] == ["DL-1"]
+
+
+@pytest.mark.postgres
+async def test_a_transfer_waiting_on_a_merge_of_its_patient_is_applied_after_it(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """A movement finds its stay by visit number and locks it in one statement. Waiting for
+    that lock on a merge that re-points the stay to the surviving patient, it finds the stay
+    on the survivor once the merge commits (joined to the patient's row it had read, the old
+    one, it would find no stay at all)."""
+    a, survivor = hospitals.a, m.new_matricule()
+    await accepted(client, a, m.admit("MG-1", None, "VMG"))  # registered without a matricule
+    await accepted(client, a, m.admit("MG-2", survivor, "VMG-2"))
+    survivor_id = uuid.UUID((await patient(client, a, survivor))["id"])
+    with context.tenant_scope(a.id, actor="test"):
+        async with app_db.transaction() as session:
+            found = await StayRepository(session, a.id).by_external_id("VMG")
+            assert found is not None
+            duplicate_id = found.patient_id
+    holding, go = asyncio.Event(), asyncio.Event()
+
+    async def merging() -> None:
+        with context.tenant_scope(a.id, actor="test"):
+            async with app_db.transaction() as session:
+                await merge_patients(session, a.id, survivor_id, duplicate_id)
+                holding.set()
+                await go.wait()
+
+    merge = asyncio.create_task(merging())
+    await asyncio.wait([merge, asyncio.create_task(holding.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    if merge.done():
+        merge.result()  # its error, if it failed before holding its locks
+    # The sender knows of the merge: PID-3 names the survivor.
+    sent = asyncio.create_task(send(client, a, m.adt(
+        "A02", "MG-3", survivor, "VMG", "20260303090000", location="CHIR^12^B")))
+    await _until_one_waits_on_a_lock(app_db)
+    assert not sent.done()
+    go.set()
+    await merge
+    ack = await sent
+    assert code(ack) == "AA", ack
+    moved = await stay(client, a, survivor, "VMG")
+    assert moved["unit"] == "CHIR"
+    assert [x["type"] for x in moved["movements"]] == ["admit", "transfer"]
 
 
 async def _until_one_waits_on_a_lock(db: Database) -> None:
