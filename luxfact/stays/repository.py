@@ -107,13 +107,22 @@ class StayRepository:
     async def lock_for_act(self, stay_id: uuid.UUID) -> list[Row]:
         """The stay (locked) with what pricing needs of its patient, in one round trip: one
         row per social tiers-payant attestation of the patient (at least one row)."""
-        return list((await self.session.execute(
-            LOCK_FOR_ACT, {"tenant_id": self.tenant_id, "stay_id": stay_id})).all())
+        return await self._locked_for_act(LOCK_FOR_ACT, {"stay_id": stay_id})
 
     async def lock_for_act_by_visit(self, visit_number: str) -> list[Row]:
         """`lock_for_act` of the stay with this external id (an HL7 charge message's)."""
-        return list((await self.session.execute(LOCK_FOR_ACT_BY_VISIT, {
-            "tenant_id": self.tenant_id, "visit": visit_number})).all())
+        return await self._locked_for_act(LOCK_FOR_ACT_BY_VISIT, {"visit": visit_number})
+
+    async def _locked_for_act(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        params["tenant_id"] = self.tenant_id
+        rows = list((await self.session.execute(query, params)).all())
+        if not rows:
+            # Waiting for the lock on a merge that re-pointed the stay to the surviving
+            # patient, PostgreSQL checks the stay's new row against the patient's row read
+            # before, the old patient's, and drops it: read again, the lock held, it is
+            # found. Only a stay really missing costs the second round trip.
+            rows = list((await self.session.execute(query, params)).all())
+        return rows
 
     async def by_external_id(self, external_id: str) -> Stay | None:
         return (await self.session.execute(BY_EXTERNAL_ID, {

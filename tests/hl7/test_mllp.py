@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from luxfact.auth.roles import Role
 from luxfact.db.engine import Database
 from luxfact.hl7.mllp import END, START, Listener, frame
 from luxfact.kit import context
@@ -471,13 +472,14 @@ async def test_a_deadlock_of_the_first_attempt_is_applied_again(
 
 
 @pytest.mark.postgres
-async def test_a_transfer_waiting_on_a_merge_of_its_patient_is_applied_after_it(
-    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+@pytest.mark.parametrize("kind", ["transfer", "charge"])
+async def test_a_message_waiting_on_a_merge_of_its_patient_is_applied_after_it(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals, kind: str
 ) -> None:
-    """A movement finds its stay by visit number and locks it in one statement. Waiting for
-    that lock on a merge that re-points the stay to the surviving patient, it finds the stay
-    on the survivor once the merge commits (joined to the patient's row it had read, the old
-    one, it would find no stay at all)."""
+    """A movement or a charge finds its stay by visit number and locks it in one statement.
+    Waiting for that lock on a merge that re-points the stay to the surviving patient, it
+    finds the stay on the survivor once the merge commits (the patient's row it had joined,
+    the old one, no longer matches the stay: the stay would look missing)."""
     a, survivor = hospitals.a, m.new_matricule()
     await accepted(client, a, m.admit("MG-1", None, "VMG"))  # registered without a matricule
     await accepted(client, a, m.admit("MG-2", survivor, "VMG-2"))
@@ -502,8 +504,9 @@ async def test_a_transfer_waiting_on_a_merge_of_its_patient_is_applied_after_it(
     if merge.done():
         merge.result()  # its error, if it failed before holding its locks
     # The sender knows of the merge: PID-3 names the survivor.
-    sent = asyncio.create_task(send(client, a, m.adt(
-        "A02", "MG-3", survivor, "VMG", "20260303090000", location="CHIR^12^B")))
+    raw = m.adt("A02", "MG-3", survivor, "VMG", "20260303090000", location="CHIR^12^B") \
+        if kind == "transfer" else m.dft("MG-3", survivor, "VMG", ("N101", "20260302100000"))
+    sent = asyncio.create_task(send(client, a, raw))
     await _until_one_waits_on_a_lock(app_db)
     assert not sent.done()
     go.set()
@@ -511,8 +514,13 @@ async def test_a_transfer_waiting_on_a_merge_of_its_patient_is_applied_after_it(
     ack = await sent
     assert code(ack) == "AA", ack
     moved = await stay(client, a, survivor, "VMG")
-    assert moved["unit"] == "CHIR"
-    assert [x["type"] for x in moved["movements"]] == ["admit", "transfer"]
+    if kind == "transfer":
+        assert moved["unit"] == "CHIR"
+        assert [x["type"] for x in moved["movements"]] == ["admit", "transfer"]
+    else:
+        acts = await client.get(f"/api/v1/stays/{moved['id']}/acts",
+                                headers=a.auth(Role.clerk))
+        assert [x["code"] for x in acts.json()["items"]] == ["N101"]
 
 
 async def _until_one_waits_on_a_lock(db: Database) -> None:
