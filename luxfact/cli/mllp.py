@@ -9,6 +9,7 @@ import sys
 import typer
 import uvloop
 
+from luxfact.cli import claim as port_claim
 from luxfact.cli.common import settings
 from luxfact.cli.serve import require_database
 from luxfact.db.engine import Database
@@ -31,7 +32,8 @@ def mllp(
                                   help="The largest message accepted (AR beyond)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64,
                                 help="Processes listening on the port (one per core)."),
-    reuse_port: bool = typer.Option(False, "--reuse-port", hidden=True),
+    claim_fd: int | None = typer.Option(None, "--claim-fd", hidden=True),
+    supervisor: int | None = typer.Option(None, "--supervisor", hidden=True),
 ) -> None:
     """Receive HL7 v2 ADT and DFT messages over MLLP, each answered with its ACK."""
     config = settings()
@@ -39,40 +41,71 @@ def mllp(
     if workers > 1:
         options = ["--host", host, "--port", str(port), "--idle-timeout", str(idle_timeout),
                    "--max-bytes", str(max_bytes), *(["--tenant", tenant] if tenant else [])]
-        raise typer.Exit(_supervise(workers, options))
+        raise typer.Exit(_supervise(workers, port, options))
+    # A worker shares the port with its siblings (SO_REUSEPORT) only with its supervisor's
+    # claim on the port passed on to it (luxfact/cli/claim.py): never one started by hand.
+    reuse_port = claim_fd is not None
+    if reuse_port and not port_claim.holds(claim_fd, port):  # type: ignore[arg-type]
+        print(f"error: --claim-fd is not the claim on port {port} of a `luxfact mllp "
+              "--workers` supervisor", file=sys.stderr)
+        raise typer.Exit(1)
     luxlog.configure(config.log_level)
     # uvloop's event loop: the listener is bound by the loop's own work (socket writes to
     # the clients and PostgreSQL, callbacks) as much as by ours; measured 389 → 479
     # messages/s with two workers on 8,000 messages (docs/performance.md).
     code = uvloop.run(_serve(config, host, port, tenant, idle_timeout, max_bytes,
-                             reuse_port))
+                             reuse_port, supervisor))
     if code:
         raise typer.Exit(code)
 
 
-def _supervise(workers: int, options: list[str]) -> int:
-    """Start the workers (this command again, one process each, sharing the port), pass
-    SIGTERM and SIGINT on to them, and stop them all when one of them stops."""
-    command = [sys.executable, "-m", "luxfact.cli.main", "mllp", *options, "--reuse-port"]
-    # Our own interpreter and module, with options typer validated: no shell, no input.
-    children = [subprocess.Popen(command) for _ in range(workers)]  # noqa: S603
+def _supervise(workers: int, port: int, options: list[str]) -> int:
+    """Claim the port, start the workers (this command again, one process each, sharing the
+    port), pass SIGTERM and SIGINT on to them, and stop them all when one of them stops."""
+    if not port_claim.supported():
+        print("error: --workers needs Linux (its abstract sockets claim the port)",
+              file=sys.stderr)
+        return 1
+    claim = port_claim.claim(port)
+    if claim is None:
+        print(f"error: port {port} is claimed by another luxfact server (or its workers, "
+              "still running): stop it first", file=sys.stderr)
+        return 1
+    command = [sys.executable, "-m", "luxfact.cli.main", "mllp", *options,
+               "--claim-fd", str(claim.fileno()), "--supervisor", str(os.getpid())]
+    children: list[subprocess.Popen[bytes]] = []
+    stopping: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    # Before the workers start: a signal meanwhile stops those started, and no more start.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        if stopping:
+            break
+        # Our own interpreter and module, with options typer validated: no shell, no input.
+        children.append(subprocess.Popen(command, pass_fds=(claim.fileno(),)))  # noqa: S603
+    claim.close()  # held by the workers now: it ends with the last of them
+    if not children:
+        return 0
     pid, status = os.wait()  # the first worker to stop stops the others
+    asked = bool(stopping)
     stop(signal.SIGTERM, None)
     codes = [os.waitstatus_to_exitcode(status)]
     codes += [child.wait() for child in children if child.pid != pid]
-    return max(abs(code) for code in codes)
+    # Stopped as asked: a worker the signal reached before its handler (still starting)
+    # ended by the signal itself, which is no failure.
+    return max(0 if asked and -code in stopping else abs(code) for code in codes)
 
 
 async def _serve(config: Settings, host: str, port: int, slug: str | None,
-                 idle_timeout: float, max_bytes: int, reuse_port: bool) -> int:
+                 idle_timeout: float, max_bytes: int, reuse_port: bool,
+                 supervisor: int | None) -> int:
     db = Database(config.effective_app_database_url, pool_size=config.db_pool_size,
                   tenant_setting_mode=config.tenant_setting_mode,
                   statement_cache_size=config.db_statement_cache)
@@ -94,12 +127,26 @@ async def _serve(config: Settings, host: str, port: int, slug: str | None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        watching = asyncio.create_task(_stop_without(supervisor, stop)) \
+            if supervisor is not None else None
         bound = server.sockets[0].getsockname()
         print(f"MLLP listening on {bound[0]}:{bound[1]}"
               f"{f' for {slug}' if slug else ' (hospital by sending facility)'}"
               f" (pid {os.getpid()})", file=sys.stderr, flush=True)
         await stop.wait()
+        if watching is not None:
+            watching.cancel()
         await listener.close()
         return 0
     finally:
         await db.dispose()
+
+
+async def _stop_without(supervisor: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone (killed outright: it passed nothing on) stops, or
+    it would go on answering on the port, holding its claim, with nobody to stop it."""
+    while not stop.is_set():
+        if os.getppid() != supervisor:
+            stop.set()
+            return
+        await asyncio.sleep(1.0)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from uvicorn.supervisors import Multiprocess, multiprocess
 from uvicorn.supervisors.multiprocess import Process
 
+from luxfact.cli import claim as port_claim
 from luxfact.cli.common import describe_db_error, err, fail, settings
 from luxfact.db.engine import make_engine
 from luxfact.db.migrate import behind, current_revision
@@ -82,6 +83,11 @@ def serve(
         # asyncio's loop, not uvloop (installed for the MLLP listener): measured, uvloop
         # sped up a bare endpoint and not the API (docs/performance.md).
         loop="asyncio")
+    # Held as long as this process lives: the workers' sockets share the port, which no
+    # other server may then join (luxfact/cli/claim.py).
+    claim = port_claim.claim(uv_config.port)
+    if claim is None and port_claim.supported():
+        fail(f"port {uv_config.port} is claimed by another luxfact server: stop it first")
     try:
         # Bound, not listening: says now (not in a worker) whether the port can be had.
         probe = listening_socket(uv_config.host, uv_config.port, reuse_port=True)
@@ -95,6 +101,8 @@ def serve(
     else:
         probe.listen(uv_config.backlog)
         uvicorn.Server(uv_config).run(sockets=[probe])
+    if claim is not None:
+        claim.close()
 
 
 class ReusePortServer(uvicorn.Server):

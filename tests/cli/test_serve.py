@@ -5,6 +5,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -72,6 +74,24 @@ async def test_sigterm_lets_the_request_in_flight_finish(settings: Settings,
     # After its graceful shutdown uvicorn re-raises the signal it handled, so that the
     # exit status says why it stopped: -SIGTERM, not a crash's 1 or a kill's -9.
     assert code in (0, -signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_a_second_server_on_the_port_is_refused(settings: Settings) -> None:
+    """Each worker has a socket of its own on the port (SO_REUSEPORT), which the kernel
+    lets any process of the same user join: a second `luxfact serve` there, perhaps on
+    another database, would silently answer a share of the requests. It is refused."""
+    with live_server(settings) as (url, _):
+        port = url.rsplit(":", 1)[1]
+        second = subprocess.run(
+            [sys.executable, "-m", "luxfact.cli.main", "serve", "--port", port],
+            env={**os.environ, "LUXFACT_DATABASE_URL": settings.database_url,
+                 "LUXFACT_APP_ROLE": settings.app_role,
+                 "LUXFACT_SECRET_KEY": settings.secret_key},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1
+        assert f"port {port} is claimed by another luxfact server" in second.stderr
+        assert httpx.get(f"{url}/healthz").status_code == 200
 
 
 def _wait(pid: int) -> int:

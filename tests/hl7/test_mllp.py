@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -580,6 +581,79 @@ async def test_the_luxfact_mllp_command(
     async with asyncio.timeout(60):
         _, stderr = await unknown.communicate()
     assert unknown.returncode == 1 and b"no tenant" in stderr
+
+
+async def test_workers_hold_their_port_against_another_listener(
+    client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str]
+) -> None:
+    """Workers share their port (SO_REUSEPORT), which the kernel would let any process of
+    the same user join: a second listener with workers on the port, here for another
+    hospital, is refused instead of silently taking a share of the first one's messages.
+    Workers whose supervisor is killed outright stop, and free the port."""
+    a, b, port = hospitals.a, hospitals.b, free_port()
+    first = await _command(cli_env, "--port", str(port), "--tenant", a.slug, "--workers", "2")
+    try:
+        await _wait_for_port(port, first)
+        second = await _command(cli_env, "--port", str(port), "--tenant", b.slug,
+                                "--workers", "2")
+        async with asyncio.timeout(60):
+            _, stderr = await second.communicate()
+        assert second.returncode == 1 and b"claimed by another luxfact server" in stderr
+        # A worker started by hand with a descriptor that is not the claim: refused.
+        stray = await _command(cli_env, "--port", str(port), "--tenant", b.slug,
+                               "--claim-fd", "0")
+        async with asyncio.timeout(60):
+            _, stderr = await stray.communicate()
+        assert stray.returncode == 1 and b"not the claim" in stderr
+        matricules = [m.new_matricule() for _ in range(12)]
+        for n, matricule in enumerate(matricules):  # a connection each: spread by the kernel
+            conn = await Connection.open(port)
+            assert code(await conn.send(m.admit(f"W{n}", matricule, f"VW{n}"))) == "AA"
+            await conn.close()
+        assert len(await messages(client, a, limit="50")) == 12
+        assert await messages(client, b) == []
+        workers = _children(first.pid)
+        assert len(workers) == 2
+        first.kill()  # SIGKILL: the supervisor passes nothing on
+        await first.wait()
+        for _ in range(100):
+            if not any(_alive(pid) for pid in workers):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the workers outlived their supervisor")
+        # The claim ended with the last worker: the port can be had again.
+        again = await _command(cli_env, "--port", str(port), "--tenant", a.slug,
+                               "--workers", "2")
+        try:
+            await _wait_for_port(port, again)
+        finally:
+            again.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                assert await again.wait() == 0
+    finally:
+        if first.returncode is None:
+            first.send_signal(signal.SIGTERM)
+            await first.wait()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == pid:
+                    found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return stat[0] != "Z"
 
 
 async def test_an_unreachable_database_is_answered_ar(hospitals: Hospitals) -> None:
