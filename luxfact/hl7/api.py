@@ -92,4 +92,9 @@ async def replay_message(ctx: Ctx) -> Response:
     message, applied = await service.replay(ctx.session, ctx.tenant_id,
                                             ctx.path_uuid("message_id"),
                                             force=ctx.query(ReplayQuery).force)
+    # The answer shows the message whole (patient data), replayed or not: a read of the
+    # patients it names, audited as the list's is.
+    await record(ctx.session, "hl7.read", "hl7_message", message.id,
+                 {"results": sorted(str(p) for p in message.patient_ids), "messages": 1},
+                 tenant_id=ctx.tenant_id)
     return json_response(ReplayOut(applied=applied, message=message_out(message, True)))

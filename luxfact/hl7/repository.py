@@ -97,10 +97,10 @@ class HL7Repository:
                                                    T.c.id == message_id))
 
     async def accepted_since(self, received_at: datetime) -> list[Any]:
-        """(id, control_id, message_type, stay_ids) of the messages accepted after
-        `received_at`, oldest first (a replay's check: rare, an administrator's)."""
+        """(id, control_id, message_type, stay_ids, patient_ids) of the messages accepted
+        after `received_at`, oldest first (a replay's check: rare, an administrator's)."""
         return list((await self.session.execute(
-            select(T.c.id, T.c.control_id, T.c.message_type, T.c.stay_ids)
+            select(T.c.id, T.c.control_id, T.c.message_type, T.c.stay_ids, T.c.patient_ids)
             .where(T.c.tenant_id == self.tenant_id, T.c.status == "accepted",
                    T.c.received_at > received_at)
             .order_by(T.c.received_at, T.c.id))).all())

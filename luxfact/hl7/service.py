@@ -197,22 +197,42 @@ def _rejected(exc: parse.Rejected) -> Outcome:
 
 # Messages whose arrival is what a refused message of their visit was waiting for.
 _REGISTRATIONS = ("A01", "A04", "A05")
+# Messages that write a patient's data (registrations update a known patient too): replayed
+# after a later change of that patient, they would undo it with older data.
+_PATIENT_WRITERS = ("A01", "A04", "A05", "A08", "A40")
 
 
 async def _applied_since(session: AsyncSession, tenant_id: uuid.UUID,
                          message: HL7Message, parsed: Parsed) -> list[Any]:
-    """The messages of the same visit applied since this one was received, but for the
-    registration it may have been waiting for: the visit's history has moved on."""
+    """The messages applied since this one was received that touched its visit or, when it
+    writes patient data, its patient, but for the registrations it may have been waiting
+    for: their history has moved on."""
     event = _event(parsed)
-    if isinstance(event, Outcome) or event.visit is None or not event.visit.visit_number:
+    if isinstance(event, Outcome):
         return []
-    stay = await StayRepository(session, tenant_id).by_external_id(event.visit.visit_number)
-    if stay is None:
+    stays_, patients_ = set(), set()
+    if event.visit is not None and event.visit.visit_number:
+        stay = await StayRepository(session, tenant_id).by_external_id(
+            event.visit.visit_number)
+        if stay is not None:
+            stays_.add(str(stay.id))
+            if event.trigger in _PATIENT_WRITERS:
+                patients_.add(str(stay.patient_id))
+    if event.trigger in _PATIENT_WRITERS:
+        run = Apply(session, tenant_id, event, Touched())
+        for named in (event.patient, event.merge):
+            if named is not None and (named.identity.matricule
+                                      or named.identity.legacy_matricule):
+                found = await run.find_patient(named.identity)
+                if found is not None:
+                    patients_.add(str(found.id))
+    if not stays_ and not patients_:
         return []
     later = await HL7Repository(session, tenant_id).accepted_since(message.received_at)
-    return [row for row in later if str(stay.id) in {str(i) for i in row.stay_ids}
-            and row.id != message.id
-            and row.message_type.rpartition("^")[2] not in _REGISTRATIONS]
+    return [row for row in later if row.id != message.id
+            and row.message_type.rpartition("^")[2] not in _REGISTRATIONS
+            and (stays_ & {str(i) for i in row.stay_ids}
+                 or patients_ & {str(i) for i in row.patient_ids})]
 
 
 async def replay(session: AsyncSession, tenant_id: uuid.UUID,
@@ -245,7 +265,8 @@ async def replay(session: AsyncSession, tenant_id: uuid.UUID,
         if since:
             names = ", ".join(f"{row.message_type} {row.control_id}" for row in since[:10])
             raise Conflict(
-                f"Messages of this visit were applied since this one was refused ({names}"
+                f"Messages of this visit or patient were applied since this one was refused "
+                f"({names}"
                 f"{', …' if len(since) > 10 else ''}): replayed now, it would come after them "
                 "out of order, or twice if one of them delivered it again. Check them, then "
                 "replay with force=true if it must still be applied.",

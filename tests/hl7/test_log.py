@@ -378,3 +378,55 @@ async def test_a_replay_that_history_has_overtaken_asks_to_be_forced(
     assert forced.status_code == 200 and forced.json()["message"]["status"] == "accepted"
     assert len((await client.get(f"/api/v1/stays/{current['id']}/acts",
                                  headers=a.auth(Role.clerk))).json()["items"]) == 2
+
+
+def _a08(control: str, matricule: str, family: str) -> bytes:
+    """A patient update naming no visit."""
+    return m.message(m.msh("ADT^A08", control), m.evn("A08", "20260302090000"),
+                     m.pid(matricule, family=family), m.pv1(""))
+
+
+async def test_a_replay_older_than_the_patients_last_update_asks_to_be_forced(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """An A08 refused (the patient not registered yet), then the patient registered and
+    updated again: the old A08 replayed would put the older name back. Refused, naming the
+    later update (not the registration it was waiting for); applied only when forced."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await refused(client, a, _a08("PU1", matricule, "Oldname"))
+    [old] = await messages(client, a)
+    await accepted(client, a, m.admit("PU2", matricule, "V1"))
+    await accepted(client, a, _a08("PU3", matricule, "Newname"))
+    url = f"/api/v1/hl7/messages/{old['id']}/replay"
+    response = await client.post(url, headers=a.auth(Role.admin))
+    assert response.status_code == 409, response.text
+    assert "ADT^A08 PU3" in response.json()["detail"]
+    assert "PU2" not in response.json()["detail"]
+    assert (await patient(client, a, matricule))["family_name"] == "Newname"
+    forced = await client.post(url, params={"force": "true"}, headers=a.auth(Role.admin))
+    assert forced.status_code == 200 and forced.json()["message"]["status"] == "accepted"
+    assert (await patient(client, a, matricule))["family_name"] == "Oldname"
+
+
+async def test_a_replays_answer_is_a_read_of_its_patients(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """The replay's answer shows the raw message (names, matricules), whether it applied it
+    again or found it applied already: each is a read of its patients, audited."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await accepted(client, a, m.admit("RA1", matricule, "V1"))
+    found = await patient(client, a, matricule)
+    [message] = await messages(client, a)
+
+    async def reads() -> int:
+        events = (await client.get("/api/v1/audit-events", params={"action": "hl7.read"},
+                                   headers=a.auth(Role.admin))).json()["items"]
+        return sum(1 for e in events if e["object_id"] == message["id"]
+                   and e["details"]["results"] == [found["id"]])
+
+    before = await reads()
+    answer = await client.post(f"/api/v1/hl7/messages/{message['id']}/replay",
+                               headers=a.auth(Role.admin))
+    assert answer.status_code == 200 and answer.json()["applied"] is False
+    assert matricule in answer.json()["message"]["raw"]
+    assert await reads() == before + 1
