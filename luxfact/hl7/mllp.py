@@ -156,7 +156,7 @@ class Listener:
         buffer = bytearray()
         frame_ = Frame(self.max_bytes)
         in_frame = False
-        junk = False  # bytes outside a frame were answered already (until the next frame)
+        junk = False  # bytes outside a frame were kept already (until the next frame)
         while True:
             if not buffer or buffer == b"\x1c":
                 try:
@@ -171,9 +171,13 @@ class Listener:
                 outside = bytes(buffer if start < 0 else buffer[:start])
                 if outside.strip() and not junk:
                     junk = True
+                    # Kept, not answered: an ACK answers a message, and a sender waiting for
+                    # one per message would take this one as its next message's, and stay
+                    # one ACK behind for the rest of the connection.
                     await self._answer(writer, outside[:KEPT_BYTES], parse.TransportRejected(
                         "bytes outside an MLLP frame (start block 0x0B expected)",
-                        parse.Location("MSH"), parse.SEGMENT_SEQUENCE), len(outside))
+                        parse.Location("MSH"), parse.SEGMENT_SEQUENCE), len(outside),
+                        reply=False)
                 if start < 0:
                     buffer.clear()
                     continue
@@ -218,20 +222,25 @@ class Listener:
     # -- one message --------------------------------------------------------------------
 
     async def _answer(self, writer: asyncio.StreamWriter, payload: bytes,
-                      rejection: parse.Rejected | None, size: int) -> None:
+                      rejection: parse.Rejected | None, size: int, *,
+                      reply: bool = True) -> None:
+        """Process and keep what was received; answer it when `reply`."""
         info = context.RequestInfo(route="mllp")
         token = context.install(info)
         started = time.perf_counter()
         try:
             text, code, charset, kind = await self._process(info, payload, rejection, size)
-            writer.write(frame(text.encode(charset, errors="replace")))
-            try:
-                # A peer that stops reading its ACKs is idle too: its connection is closed.
-                await asyncio.wait_for(writer.drain(), self.idle_timeout)
-            except TimeoutError:
-                # Closing would wait for the unread data to drain: dropped instead.
-                writer.transport.abort()
-                raise ConnectionError("the peer does not read its acknowledgements") from None
+            if reply:
+                writer.write(frame(text.encode(charset, errors="replace")))
+                try:
+                    # A peer that stops reading its ACKs is idle too: its connection is
+                    # closed.
+                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                except TimeoutError:
+                    # Closing would wait for the unread data to drain: dropped instead.
+                    writer.transport.abort()
+                    raise ConnectionError(
+                        "the peer does not read its acknowledgements") from None
             log.info("MLLP %s %s", kind or "?", code, extra={"fields": {
                 "route": "mllp", "message_type": kind, "ack": code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)}})

@@ -205,17 +205,23 @@ async def test_many_connections_at_once(
     assert len(await messages(client, a, limit="200")) == 72
 
 
-async def test_bytes_outside_a_frame_are_answered_ar_and_the_connection_goes_on(
+async def test_bytes_outside_a_frame_are_kept_unanswered_and_the_connection_goes_on(
     app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
+    """Bytes outside a frame are no message: kept in the log, not answered (a sender waiting
+    for one ACK per message would take an answer to them for its next message's, and stay
+    one behind for the rest of the connection)."""
     a, matricule = hospitals.a, m.new_matricule()
     async with listening(app_db, a) as port:
         conn = await Connection.open(port)
-        # Garbage, then a good frame, in one write.
+        # Garbage, then a good frame, in one write: the first ACK is the frame's.
         await conn.write(b"GET / HTTP/1.1\r\n\r\n" + frame(m.admit("G1", matricule, "V1")))
         first = await conn.ack()
-        assert code(first) == "AR" and "outside an MLLP frame" in reason(first)
-        assert code(await conn.ack()) == "AA"
+        assert code(first) == "AA" and segment(first, "MSA")[2] == "G1"
+        # A stray byte between frames: each ACK still answers its own message.
+        await conn.write(b"\x00")
+        assert segment(await conn.send(m.adt("A08", "G0", matricule, "V1", "20260305100000")),
+                       "MSA")[1:3] == ["AA", "G0"]
         # Binary garbage inside a frame.
         garbage = await conn.send(bytes(range(1, 11)) * 50)
         assert code(garbage) == "AR"
@@ -229,8 +235,11 @@ async def test_bytes_outside_a_frame_are_answered_ar_and_the_connection_goes_on(
         assert code(await conn.send(m.adt("A13", "G3", matricule, "V1",
                                           "20260305120000"))) == "AA"
         await conn.close()
-    statuses = [x["status"] for x in await messages(client, a)]
-    assert statuses.count("rejected") == 3 and statuses.count("accepted") == 3
+    listed = await messages(client, a)
+    statuses = [x["status"] for x in listed]
+    assert statuses.count("rejected") == 4 and statuses.count("accepted") == 4
+    outside = [x for x in listed if "outside an MLLP frame" in x["reason"]]
+    assert len(outside) == 2 and outside[-1]["raw"].startswith("GET / HTTP/1.1")
 
 
 async def test_a_start_block_without_end_is_closed_after_the_idle_timeout(
