@@ -1,6 +1,7 @@
 """HL7 v2 acknowledgements (original mode), pure: the text of an ACK for a message.
 
     MSH|^~\\&|<MSH-5>|<MSH-6>|<MSH-3>|<MSH-4>|<now>||ACK^<event>^ACK|<id>|<MSH-11>|<MSH-12>
+                                                             (then ||||||<MSH-18>, when given)
     MSA|AA|<MSH-10>
     MSA|AE|<MSH-10>|<reason>            (AE and AR: the reason in MSA-3, and an ERR segment)
     ERR||<segment>^<n>^<field>|<code>^<text>^HL70357|E||||<reason>      (v2.5, v2.5.1)
@@ -68,7 +69,10 @@ def build(header: Header | None, outcome: Outcome, control_id: str, now: datetim
         "MSH", h.encoding_characters, esc(h.receiving_application or "LUXFACT"),
         esc(h.receiving_facility), esc(h.sending_application), esc(h.sending_facility),
         timestamp(now), "", f"ACK{component}{trigger}{component}ACK" if trigger else "ACK",
-        esc(control_id), esc(h.processing_id or "P"), esc(version)])
+        esc(control_id), esc(h.processing_id or "P"), esc(version),
+        # MSH-13 to MSH-17 empty, MSH-18: the message's character set, which the ACK is
+        # written in (a receiver reading an ACK that declares none takes it for ASCII).
+        *(["", "", "", "", "", esc(h.declared_charset)] if h.declared_charset else [])])
     reason = outcome.reason[:400]
     msa = sep.join(["MSA", outcome.code, esc(h.control_id)]
                    + ([esc(reason)] if outcome.code != ACCEPT and reason else []))

@@ -141,6 +141,7 @@ class Header:
     processing_id: str = ""
     version: str = ""
     charset: str = "utf-8"
+    declared_charset: str = ""  # MSH-18 as sent (one of CHARSETS), echoed by the ACK
 
     @property
     def type_code(self) -> str:
@@ -289,7 +290,8 @@ def raw_header(raw: bytes) -> Header | None:
         receiving_application=field(5), receiving_facility=field(6),
         message_type=field(9, limit=3).upper(), trigger=field(9, 2, limit=3).upper(),
         control_id=field(10), processing_id=field(11, limit=3).upper(),
-        version=field(12, limit=10), charset=charset)
+        version=field(12, limit=10), charset=charset,
+        declared_charset=_known_charset(field(18, limit=20)))
 
 
 def _read(raw: bytes) -> Parsed:
@@ -372,7 +374,14 @@ def _read_header(message: Any, separator: str, encoding: str, charset: str) -> H
         control_id=get.text(10, limit=100),
         processing_id=get.text(11, limit=3).upper(),
         version=get.text(12, limit=10),
-        charset=charset)
+        charset=charset, declared_charset=_known_charset(get.text(18, limit=20)))
+
+
+def _known_charset(value: str) -> str:
+    """MSH-18 when it names a character set read here ("" otherwise): what the ACK, written
+    in that set, declares in turn (undeclared, HL7 means ASCII)."""
+    value = value.strip().upper()
+    return value if value and value in CHARSETS else ""
 
 
 def _check_header(header: Header) -> None:

@@ -324,3 +324,23 @@ def test_mangled_messages_fail_only_as_ar_or_ae(
     with contextlib.suppress(parse.Refused):
         parse.interpret(parsed, TODAY)
     ack.build(parsed.header, ack.Outcome("AE", "x", "207"), "X", datetime.now(UTC))
+
+
+@pytest.mark.parametrize("declared", ["8859/1", "UNICODE UTF-8", ""])
+def test_the_ack_declares_the_character_set_the_message_declared(declared: str) -> None:
+    """The ACK is written in the message's character set, and says so in MSH-18 as the
+    message did (read without one, an ACK is taken for ASCII), whether the header was read
+    by the library or, refused, from its raw bytes."""
+    msh = m.msh("ADT^A01", "CS1", facility="HÔPITAL", charset=declared)
+    codec = {"8859/1": "latin-1"}.get(declared, "utf-8")
+    good = (msh + "\r" + m.pid("1990093012358") + "\r" + m.pv1("V1") + "\r").encode(codec)
+    header = parse.read(good).header
+    long = msh.replace("|HIS|", "|" + "H" * 150 + "|")  # MSH-3 over its limit: read raw
+    with pytest.raises(parse.Rejected) as caught:
+        parse.read((long + "\r" + m.pid("1990093012358") + "\r").encode(codec))
+    assert caught.value.header is not None
+    for read in (header, caught.value.header):
+        text = ack.build(read, ack.Outcome(ack.ACCEPT), "A1", datetime(2026, 3, 2, tzinfo=UTC))
+        fields = text.encode(read.charset).decode(codec).split("\r")[0].split("|")
+        assert fields[5] == "HÔPITAL"  # MSH-6: the message's MSH-4
+        assert (fields[17] if len(fields) > 17 else "") == declared
