@@ -474,10 +474,12 @@ def _of_kind(*kinds: str) -> dict[str, dict[str, Any]]:
 
 
 def _workloads() -> dict[str, dict[str, Any]]:
-    return _of_kind("Deployment", "Job", "StatefulSet", "DaemonSet")
+    return _of_kind("Deployment", "Job", "StatefulSet", "DaemonSet", "CronJob")
 
 
 def _pod(workload: dict[str, Any]) -> dict[str, Any]:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]
     return workload["spec"]["template"]
 
 
@@ -1086,19 +1088,47 @@ def test_k8s_deployments_select_their_own_pods() -> None:
         assert not others, f"{name}'s selector also takes the pods of {others}"
 
 
-def test_k8s_service_sends_traffic_to_the_web_pods_only() -> None:
-    web, container = _k8s_role("web")
+def test_k8s_services_send_traffic_to_one_deployments_pods_on_a_port_they_serve() -> None:
+    web, _ = _k8s_role("web")
     labels = _pod_labels()
     services = _of_kind("Service")
-    assert services, "deploy/k8s has no Service"
+    workloads = _workloads()
+    served = set()
     for name, service in services.items():
         selector = service["spec"]["selector"]
         selected = [w for w in labels if _selects(selector, labels[w])]
-        assert selected == [web["metadata"]["name"]], f"Service {name} selects {selected}"
+        assert len(selected) == 1, f"Service {name} selects {selected}"
+        assert workloads[selected[0]]["kind"] == "Deployment", f"Service {name}: {selected}"
+        served.add(selected[0])
+        [container] = _containers(workloads[selected[0]])
         for port in service["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
             assert _container_port(container, target) in {
-                p["containerPort"] for p in container["ports"]}
+                p["containerPort"] for p in container["ports"]}, f"Service {name}: {target}"
+    assert web["metadata"]["name"] in served, "no Service for the web pods"
+
+
+def test_k8s_runs_the_hl7_listener_behind_a_service_and_purges_its_log_daily() -> None:
+    listeners = [(name, w, c) for name, w, c in _app_containers()
+                 if "mllp" in _commands(_k8s_argv(c), f"k8s {name}")]
+    assert len(listeners) == 1, listeners
+    name, workload, container = listeners[0]
+    assert workload["kind"] == "Deployment"
+    mllp = _commands(_k8s_argv(container), f"k8s {name}")["mllp"]
+    assert mllp["host"] == "0.0.0.0" and mllp["workers"] == 1  # one per pod: k8s restarts
+    assert int(mllp["port"]) in {p["containerPort"] for p in container["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert _container_port(container, container[probe]["tcpSocket"]["port"]) == \
+            int(mllp["port"])
+    # It answers the messages in progress for up to 10 s on SIGTERM (Listener.close).
+    assert _pod(workload)["spec"].get("terminationGracePeriodSeconds", 30) > 10
+    purges = [(name, w) for name, w, c in _app_containers()
+              if "hl7 purge" in _commands(_k8s_argv(c), f"k8s {name}")]
+    assert len(purges) == 1, purges
+    cron = purges[0][1]
+    assert cron["kind"] == "CronJob" and cron["spec"]["schedule"].split()[2:] == ["*"] * 3
+    assert cron["spec"].get("concurrencyPolicy") == "Forbid"
+    assert _pod(cron)["spec"]["restartPolicy"] in ("Never", "OnFailure")
 
 
 def test_k8s_pdbs_and_hpa_target_the_right_deployments() -> None:
