@@ -13,7 +13,7 @@ from luxfact.cli import claim as port_claim
 from luxfact.cli.common import settings
 from luxfact.cli.serve import require_database
 from luxfact.db.engine import Database
-from luxfact.hl7.mllp import MAX_BYTES, Listener, tenant_by_slug
+from luxfact.hl7.mllp import MAX_BYTES, MAX_CONNECTIONS, Listener, tenant_by_slug
 from luxfact.kit import logging as luxlog
 from luxfact.settings import Settings
 
@@ -27,9 +27,13 @@ def mllp(
         "sending facility (MSH-4) in integration.hl7_facilities."),
     idle_timeout: float = typer.Option(
         60.0, "--idle-timeout", min=0.1, help="Seconds a connection may stay silent, "
-        "between messages or within one, before it is closed."),
+        "between messages or within one, before it is closed; a message must also be whole "
+        "within that long of its start."),
     max_bytes: int = typer.Option(MAX_BYTES, "--max-bytes", min=1024,
                                   help="The largest message accepted (AR beyond)."),
+    max_connections: int = typer.Option(
+        MAX_CONNECTIONS, "--max-connections", min=1, help="Connections open at once, per "
+        "worker; one more is closed at once."),
     workers: int = typer.Option(1, "--workers", min=1, max=64,
                                 help="Processes listening on the port (one per core)."),
     claim_fd: int | None = typer.Option(None, "--claim-fd", hidden=True),
@@ -40,7 +44,8 @@ def mllp(
     require_database(config)
     if workers > 1:
         options = ["--host", host, "--port", str(port), "--idle-timeout", str(idle_timeout),
-                   "--max-bytes", str(max_bytes), *(["--tenant", tenant] if tenant else [])]
+                   "--max-bytes", str(max_bytes), "--max-connections", str(max_connections),
+                   *(["--tenant", tenant] if tenant else [])]
         raise typer.Exit(_supervise(workers, port, options))
     # A worker shares the port with its siblings (SO_REUSEPORT) only with its supervisor's
     # claim on the port passed on to it (luxfact/cli/claim.py): never one started by hand.
@@ -54,7 +59,7 @@ def mllp(
     # the clients and PostgreSQL, callbacks) as much as by ours; measured 389 → 479
     # messages/s with two workers on 8,000 messages (docs/performance.md).
     code = uvloop.run(_serve(config, host, port, tenant, idle_timeout, max_bytes,
-                             reuse_port, supervisor))
+                             max_connections, reuse_port, supervisor))
     if code:
         raise typer.Exit(code)
 
@@ -104,8 +109,8 @@ def _supervise(workers: int, port: int, options: list[str]) -> int:
 
 
 async def _serve(config: Settings, host: str, port: int, slug: str | None,
-                 idle_timeout: float, max_bytes: int, reuse_port: bool,
-                 supervisor: int | None) -> int:
+                 idle_timeout: float, max_bytes: int, max_connections: int,
+                 reuse_port: bool, supervisor: int | None) -> int:
     db = Database(config.effective_app_database_url, pool_size=config.db_pool_size,
                   tenant_setting_mode=config.tenant_setting_mode,
                   statement_cache_size=config.db_statement_cache)
@@ -117,7 +122,8 @@ async def _serve(config: Settings, host: str, port: int, slug: str | None,
                 print(f"error: no tenant {slug!r}: run `luxfact tenants sync` or check the "
                       "slug", file=sys.stderr)
                 return 1
-        listener = Listener(db, tenant=tenant, idle_timeout=idle_timeout, max_bytes=max_bytes)
+        listener = Listener(db, tenant=tenant, idle_timeout=idle_timeout, max_bytes=max_bytes,
+                            max_connections=max_connections)
         try:
             server = await listener.start(host, port, reuse_port=reuse_port)
         except OSError as exc:

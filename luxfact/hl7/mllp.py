@@ -7,9 +7,14 @@ facility (MSH-4, `[integration] hl7_facilities`).
 
 Framing problems never stop the listener nor touch another connection:
 
-- bytes outside a frame (before a start block) are answered once with an AR;
+- bytes outside a frame (before a start block) are kept, not answered (no message: an ACK
+  for them would put a lock-step sender one ACK behind);
 - a message over `max_bytes` is read to its end block, not kept, and answered AR;
-- a connection silent for `idle_timeout` seconds is closed, in a frame or between frames.
+- a connection silent for `idle_timeout` seconds is closed, in a frame or between frames,
+  and a message must be whole within `idle_timeout` of its start (a sender trickling bytes
+  holds nothing open longer); a message left unfinished is kept and, on a timeout,
+  answered AR before the connection closes;
+- beyond `max_connections` open at once, a new connection is closed at once.
 """
 
 import asyncio
@@ -35,6 +40,9 @@ MAX_BYTES = parse.MAX_BYTES
 KEPT_BYTES = parse.KEPT_BYTES
 READ_SIZE = 64 * 1024
 FACILITY_TTL = 30.0
+# Connections open at once (each may hold a message of up to max_bytes being read): a few
+# per sending system is the usual, so this bounds memory against a misbehaving peer.
+MAX_CONNECTIONS = 200
 
 log = logging.getLogger("luxfact.mllp")
 
@@ -94,10 +102,12 @@ class Facilities:
 
 class Listener:
     def __init__(self, db: Database, *, tenant: tuple[uuid.UUID, str] | None = None,
-                 idle_timeout: float = 60.0, max_bytes: int = MAX_BYTES) -> None:
+                 idle_timeout: float = 60.0, max_bytes: int = MAX_BYTES,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.db = db
         self.tenant = tenant
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self.max_bytes = max_bytes
         self.facilities = Facilities(db)
         self.connections: set[asyncio.Task[None]] = set()
@@ -134,6 +144,10 @@ class Listener:
                           writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self.connections) >= self.max_connections:
+            log.warning("mllp connection refused: %d open already", len(self.connections))
+            writer.transport.abort()
+            return
         self.connections.add(task)
         self.readers.add(reader)
         try:
@@ -157,13 +171,23 @@ class Listener:
         frame_ = Frame(self.max_bytes)
         in_frame = False
         junk = False  # bytes outside a frame were kept already (until the next frame)
+        whole_by = 0.0  # when the frame being read must have ended
         while True:
             if not buffer or buffer == b"\x1c":
+                wait = max(0.0, min(self.idle_timeout, whole_by - time.monotonic())) \
+                    if in_frame else self.idle_timeout
                 try:
-                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), self.idle_timeout)
+                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), wait)
                 except TimeoutError:
-                    return  # idle: in a frame or not, the connection is closed
+                    # Idle, or a message not whole in time: the connection is closed.
+                    if in_frame:
+                        await self._unfinished(writer, frame_, buffer, (
+                            f"it was not whole within {self.idle_timeout:g} s"))
+                    return
                 if not chunk:
+                    if in_frame:
+                        await self._unfinished(writer, frame_, buffer,
+                                               "the connection was closed", reply=False)
                     return
                 buffer += chunk
             if not in_frame:
@@ -187,6 +211,7 @@ class Listener:
                 del buffer[:len(buffer) - len(buffer.lstrip(START))]
                 in_frame, junk = True, False
                 frame_ = Frame(self.max_bytes)
+                whole_by = time.monotonic() + self.idle_timeout
             end = buffer.find(END)
             restart = buffer.find(START)
             if restart >= 0 and (end < 0 or restart < end):
@@ -218,6 +243,19 @@ class Listener:
                     "processed", parse.Location("MSH"), parse.DATA_TYPE), frame_.size)
             else:
                 await self._answer(writer, frame_.kept(), None, frame_.size)
+
+    async def _unfinished(self, writer: asyncio.StreamWriter, frame_: Frame,
+                          buffer: bytearray, why: str, *, reply: bool = True) -> None:
+        """A message begun and never ended: kept (rejected), so that the log shows why its
+        sender heard nothing, and answered AR when the sender may still be listening."""
+        frame_.add(buffer)  # a 0x1C held back, waiting for its 0x0D
+        if not frame_.kept().strip():
+            return
+        missing = ("a 0x1C came without the 0x0D that must follow it"
+                   if b"\x1c" in frame_.kept() else "its end block (0x1C 0x0D) never came")
+        await self._answer(writer, frame_.kept(), parse.TransportRejected(
+            f"the message has no end: {missing} ({why})", parse.Location("MSH"),
+            parse.SEGMENT_SEQUENCE), frame_.size, reply=reply)
 
     # -- one message --------------------------------------------------------------------
 

@@ -261,11 +261,82 @@ async def test_a_start_block_without_end_is_closed_after_the_idle_timeout(
                 await asyncio.sleep(0.2)
             return acks
 
-        closed = asyncio.gather(stuck.closed_within(5), idle.closed_within(5))
+        # The unfinished message is answered (its sender may be waiting), then closed.
+        answered = asyncio.wait_for(stuck.reader.read(), 5)
+        closed = asyncio.gather(answered, idle.closed_within(5))
         assert await keep_busy() == ["AA"] * 10
-        assert await closed == [True, True]
+        last_words, idle_closed = await closed
+        last = _unframed(last_words)
+        assert idle_closed and code(last) == "AR"
+        assert "its end block (0x1C 0x0D) never came" in reason(last)
         assert time.monotonic() - started >= 0.9
         await busy.close()
+
+
+async def test_unfinished_messages_are_kept_and_a_trickle_is_cut_off(
+    app_db: Database, client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """A message that never ends is kept in the log (its sender heard nothing: the log says
+    why): ended by 0x1C alone, cut by the connection's close, or sent so slowly that it is
+    not whole within the idle timeout, though bytes keep coming."""
+    a = hospitals.a
+    async with listening(app_db, a, idle_timeout=1.0) as port:
+        lone = await Connection.open(port)
+        await lone.write(START + m.admit("U1", m.new_matricule(), "V1") + b"\x1c")
+        ack = await asyncio.wait_for(lone.reader.read(), 5)
+        assert "a 0x1C came without the 0x0D" in reason(_unframed(ack))
+        cut = await Connection.open(port)
+        await cut.write(START + m.admit("U2", m.new_matricule(), "V2")[:60])
+        await cut.close()
+        trickle = await Connection.open(port)
+        started = time.monotonic()
+        body = START + m.admit("U3", m.new_matricule(), "V3")
+
+
+        async def trickling() -> None:  # a byte every 0.15 s: never idle, never whole
+            for n in range(len(body)):
+                await trickle.write(body[n:n + 1])
+                await asyncio.sleep(0.15)
+
+        writing = asyncio.create_task(trickling())
+        answer = await asyncio.wait_for(trickle.reader.read(), 5)  # to the close
+        writing.cancel()
+        with suppress(asyncio.CancelledError, ConnectionError):
+            await writing
+        assert time.monotonic() - started < 3.0
+        assert "not whole within 1 s" in reason(_unframed(answer))
+        await trickle.close()
+    reasons = [x["reason"] for x in await messages(client, a, status="rejected")]
+    assert sum("a 0x1C came without the 0x0D" in r for r in reasons) == 1
+    assert sum("(the connection was closed)" in r for r in reasons) == 1
+    assert sum("never came (it was not whole within 1 s)" in r for r in reasons) == 1
+
+
+def _unframed(data: bytes) -> str:
+    assert data.startswith(START) and data.endswith(END), data
+    return data[1:-2].decode()
+
+
+async def test_connections_beyond_the_limit_are_closed_at_once(
+    app_db: Database, hospitals: Hospitals
+) -> None:
+    listener = Listener(app_db, tenant=(hospitals.a.id, hospitals.a.slug), max_connections=2)
+    server = await listener.start("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        first, second = await Connection.open(port), await Connection.open(port)
+        assert code(await first.send(m.admit("MC1", m.new_matricule(), "V1"))) == "AA"
+        third = await Connection.open(port)
+        assert await third.closed_within(2)
+        assert code(await second.send(m.admit("MC2", m.new_matricule(), "V2"))) == "AA"
+        await first.close()
+        await asyncio.sleep(0.1)  # its task ends: a place is free again
+        fourth = await Connection.open(port)
+        assert code(await fourth.send(m.admit("MC3", m.new_matricule(), "V3"))) == "AA"
+        for conn in (second, third, fourth):
+            await conn.close()
+    finally:
+        await listener.close()
 
 
 async def test_a_message_of_10_mb_is_refused_and_nothing_else_closes(
