@@ -268,7 +268,7 @@ def raw_header(raw: bytes) -> Header | None:
     if not text.startswith("MSH"):
         return None
     try:
-        separator, encoding = _delimiters(text)
+        separator, encoding = _delimiters(text, truncation=True)
     except Rejected:
         return None
     fields = text.split(separator)
@@ -339,18 +339,26 @@ def _read(raw: bytes) -> Parsed:
     return Parsed(header, message, text)
 
 
-def _delimiters(text: str) -> tuple[str, str]:
+def _delimiters(text: str, *, truncation: bool = False) -> tuple[str, str]:
+    """MSH-1 and the four encoding characters of MSH-2. `truncation`: a fifth one (the
+    truncation character of v2.7 and later) is allowed, and left out: enough to read the
+    header of a message refused for its version, so that its ACK can echo MSH-10."""
     separator = text[3:4]
     end = text.find(separator, 4) if separator else -1
     encoding = text[4:end] if end > 0 else ""
     if (not separator or not separator.isprintable() or separator.isalnum()
-            or separator.isspace() or len(encoding) != 4 or len(set(encoding)) != 4
-            or separator in encoding
+            or separator.isspace() or len(encoding) not in ((4, 5) if truncation else (4,))
+            or len(set(encoding)) != len(encoding) or separator in encoding
             or any(c.isalnum() or c.isspace() or not c.isprintable() for c in encoding)):
+        if len(encoding) == 5 and not truncation:
+            raise Rejected("MSH-2: five encoding characters (a truncation character, HL7 "
+                           f"v2.7 and later): the versions read here are "
+                           f"{', '.join(SUPPORTED_VERSIONS)}, with four (e.g. ^~\\&)",
+                           Location("MSH", 2), DATA_TYPE)
         raise Rejected("MSH-1/MSH-2: the field separator and the four encoding characters "
                        "(e.g. |^~\\&) are missing or malformed", Location("MSH", 2),
                        DATA_TYPE)
-    return separator, encoding
+    return separator, encoding[:4]
 
 
 def _header(message: Any, separator: str, encoding: str, charset: str) -> Header:

@@ -344,3 +344,17 @@ def test_the_ack_declares_the_character_set_the_message_declared(declared: str) 
         fields = text.encode(read.charset).decode(codec).split("\r")[0].split("|")
         assert fields[5] == "HÔPITAL"  # MSH-6: the message's MSH-4
         assert (fields[17] if len(fields) > 17 else "") == declared
+
+
+def test_a_truncation_character_is_refused_with_its_control_id_echoed() -> None:
+    """MSH-2 of HL7 v2.7 and later has a fifth character: refused, saying so, and the header
+    still read so that the ACK answers the right message."""
+    msh = "MSH|^~\\&#|HIS|NORDHIS|LUX|LUX|20260302080000||ADT^A01^ADT_A01|C27|P|2.7"
+    with pytest.raises(parse.Rejected, match="five encoding characters") as caught:
+        parse.read(m.message(msh, m.pid("1990093012358"), m.pv1("V1")))
+    header = caught.value.header
+    assert header is not None and header.control_id == "C27"
+    assert header.encoding_characters == "^~\\&"
+    text = ack.build(header, ack.Outcome(ack.REJECT, caught.value.reason), "A1",
+                     datetime(2026, 3, 2, tzinfo=UTC))
+    assert text.split("\r")[1].split("|")[:3] == ["MSA", "AR", "C27"]
