@@ -94,6 +94,9 @@ def price(
     code: str = typer.Argument(..., help="Act code, e.g. N101."),
     on: str = typer.Option(..., "--date", help="The act's date, YYYY-MM-DD."),
     quantity: int = typer.Option(1, min=1, max=999),
+    tenant: str | None = typer.Option(
+        None, "--tenant", help="A hospital (slug): its own price list too, as its staff "
+        "and its invoices see it (without it, the national catalogue alone)."),
 ) -> None:
     """Explain the tariff price of an act on a date; the last line is the amount alone."""
     config = settings()
@@ -105,8 +108,12 @@ def price(
         fail(f"--date {on!r} is not a date (YYYY-MM-DD)", 2)
 
     async def _snapshot() -> cat.TariffSnapshot:
-        async with owner_db(config) as db, db.transaction() as session:
-            return await service.snapshot(session)
+        async with owner_db(config) as db:
+            if tenant is None:
+                async with db.transaction() as session:
+                    return await service.snapshot(session)
+            async with as_tenant(db, tenant) as (session, found):
+                return await service.snapshot(session, found.id)
 
     snapshot = run(_snapshot())
     try:
@@ -118,7 +125,10 @@ def price(
     total = (unit * Decimal(quantity)).quantize(cat.CENT)
     console.print(f"{act.code} — {act.label_fr} ({act.nomenclature}), version {act.version_id}"
                   f" valid {act.valid_from}..{act.valid_to or ''}")
-    if cote is not None:
+    if act.nomenclature == service.TENANT_NOMENCLATURE:
+        console.print(f"the hospital's own price ({tenant}): {act.coefficient} EUR, always "
+                      "the patient's")
+    elif cote is not None:
         console.print(f"key letter {act.key_letter}: {row.value} at index 100 × cote {cote} / 100"
                       f" = {value} (rounded to 4 decimals)")
     else:

@@ -1,5 +1,6 @@
 """`luxfact tariffs import` against the test database: diff, dry run, apply, idempotence."""
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from luxfact.cli.main import app
 from luxfact.cli.tariffs import DEMO_PACKAGE
 from luxfact.db.engine import Database
 from luxfact.settings import Settings
+from tests.conftest import Hospitals
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -234,3 +236,34 @@ async def test_a_second_import_waits_for_the_first_and_sees_what_it_did(
             if not left.empty:
                 await service.apply(session, demo, left)
     assert left.empty
+
+
+async def test_price_of_a_hospitals_own_item_with_its_tenant(
+    cli_env: dict[str, str], tmp_path: Path, hospitals: Hospitals
+) -> None:
+    """A hospital's own price list is its own: priced with --tenant, unknown without it."""
+
+    async def cli(*args: str):  # type: ignore[no-untyped-def]
+        # In a thread: the command runs its own event loop, and this test's is running.
+        return await asyncio.to_thread(tariffs, cli_env, *args)
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text("code,label_fr,label_de,label_en,amount,valid_from,valid_to\n"
+                      "TV-CLI,Télévision,Fernseher,Television,4.25,2019-01-01,\n",
+                      encoding="utf-8")
+    slug = hospitals.a.slug
+    loaded = await cli("hospital-prices", str(prices), "--tenant", slug)
+    assert loaded.exit_code == 0, loaded.output
+    own = await cli("price", "TV-CLI", "--date", "2024-01-01", "--quantity", "2",
+                  "--tenant", slug)
+    assert own.exit_code == 0, own.output
+    assert f"the hospital's own price ({slug}): 4.25 EUR" in own.output
+    assert own.output.strip().splitlines()[-1] == "8.50"
+    national = await cli("price", "TV-CLI", "--date", "2024-01-01")
+    assert national.exit_code == 1 and "unknown act code" in national.output
+    # The national catalogue is the same with a hospital named.
+    both = [await cli("price", "N101", "--date", "2023-09-01", *extra)
+            for extra in ((), ("--tenant", slug))]
+    assert [r.output.strip().splitlines()[-1] for r in both] == ["19.30", "19.30"]
+    unknown = await cli("price", "N101", "--date", "2023-09-01", "--tenant", "nope")
+    assert unknown.exit_code != 0
