@@ -27,8 +27,8 @@ def mllp(
         "sending facility (MSH-4) in integration.hl7_facilities."),
     idle_timeout: float = typer.Option(
         60.0, "--idle-timeout", min=0.1, help="Seconds a connection may stay silent, "
-        "between messages or within one, before it is closed; a message must also be whole "
-        "within that long of its start."),
+        "between messages or within one, before it is closed; one that completes no "
+        "message within twice that is closed too."),
     max_bytes: int = typer.Option(MAX_BYTES, "--max-bytes", min=1024,
                                   help="The largest message accepted (AR beyond)."),
     max_connections: int = typer.Option(

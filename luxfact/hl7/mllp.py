@@ -11,9 +11,9 @@ Framing problems never stop the listener nor touch another connection:
   for them would put a lock-step sender one ACK behind);
 - a message over `max_bytes` is read to its end block, not kept, and answered AR;
 - a connection silent for `idle_timeout` seconds is closed, in a frame or between frames,
-  and a message must be whole within `idle_timeout` of its start (a sender trickling bytes
-  holds nothing open longer); a message left unfinished is kept and, on a timeout,
-  answered AR before the connection closes;
+  and so is one that completes no message within twice that (bytes that make no message,
+  a trickle, blanks, start blocks, keep nothing open); a message left unfinished is kept
+  and, on a timeout, answered AR before the connection closes;
 - beyond `max_connections` open at once, a new connection is closed at once.
 """
 
@@ -112,6 +112,7 @@ class Listener:
         self.facilities = Facilities(db)
         self.connections: set[asyncio.Task[None]] = set()
         self.readers: set[asyncio.StreamReader] = set()
+        self.closing = False
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
@@ -125,6 +126,7 @@ class Listener:
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening; connections are closed once their message in progress is
         answered (a message is never cut in the middle of its transaction)."""
+        self.closing = True
         if self.server is not None:
             self.server.close()
         for reader in list(self.readers):
@@ -171,23 +173,33 @@ class Listener:
         frame_ = Frame(self.max_bytes)
         in_frame = False
         junk = False  # bytes outside a frame were kept already (until the next frame)
-        whole_by = 0.0  # when the frame being read must have ended
+        # Only a whole message keeps a connection open: bytes that make none (a trickle,
+        # blanks or start blocks between frames) would otherwise hold one of the
+        # `max_connections` places for ever. Silence alone closes it sooner.
+        progress = 2 * self.idle_timeout
+        due = time.monotonic() + progress
         while True:
             if not buffer or buffer == b"\x1c":
-                wait = max(0.0, min(self.idle_timeout, whole_by - time.monotonic())) \
-                    if in_frame else self.idle_timeout
+                left = due - time.monotonic()
                 try:
-                    chunk = await asyncio.wait_for(reader.read(READ_SIZE), wait)
+                    if left <= 0:
+                        raise TimeoutError
+                    # Not under a millisecond: a read given no time is cancelled even when
+                    # its data is there.
+                    chunk = await asyncio.wait_for(reader.read(READ_SIZE),
+                                                   max(min(self.idle_timeout, left), 0.001))
                 except TimeoutError:
-                    # Idle, or a message not whole in time: the connection is closed.
                     if in_frame:
-                        await self._unfinished(writer, frame_, buffer, (
-                            f"it was not whole within {self.idle_timeout:g} s"))
+                        why = (f"no message was whole within {progress:g} s"
+                               if time.monotonic() >= due else
+                               f"nothing more came for {self.idle_timeout:g} s")
+                        await self._unfinished(writer, frame_, buffer, why)
                     return
                 if not chunk:
                     if in_frame:
-                        await self._unfinished(writer, frame_, buffer,
-                                               "the connection was closed", reply=False)
+                        await self._unfinished(writer, frame_, buffer, (
+                            "the listener was stopping" if self.closing else
+                            "the connection was closed"), reply=False)
                     return
                 buffer += chunk
             if not in_frame:
@@ -211,7 +223,6 @@ class Listener:
                 del buffer[:len(buffer) - len(buffer.lstrip(START))]
                 in_frame, junk = True, False
                 frame_ = Frame(self.max_bytes)
-                whole_by = time.monotonic() + self.idle_timeout
             end = buffer.find(END)
             restart = buffer.find(START)
             if restart >= 0 and (end < 0 or restart < end):
@@ -237,6 +248,7 @@ class Listener:
             frame_.add(buffer[:end])
             del buffer[:end + len(END)]
             in_frame = False
+            due = time.monotonic() + progress  # a whole message: the sender is working
             if frame_.size > self.max_bytes:
                 await self._answer(writer, frame_.kept(), parse.TransportRejected(
                     f"the message is over {self.max_bytes} bytes ({frame_.size}): not "
