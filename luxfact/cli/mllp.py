@@ -98,6 +98,8 @@ def _supervise(workers: int, port: int, options: list[str]) -> int:
     claim.close()  # held by the workers now: it ends with the last of them
     if not children:
         return 0
+    if stopping:  # a signal while a worker started may have missed it: passed on again
+        stop(stopping[-1], None)
     pid, status = os.wait()  # the first worker to stop stops the others
     asked = bool(stopping)
     stop(signal.SIGTERM, None)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -92,6 +93,43 @@ def test_a_second_server_on_the_port_is_refused(settings: Settings) -> None:
         assert second.returncode == 1
         assert f"port {port} is claimed by another luxfact server" in second.stderr
         assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+@pytest.mark.slow
+def test_workers_stop_when_their_supervisor_is_killed(settings: Settings) -> None:
+    """The port's claim is the supervisor's: workers left serving after it was killed
+    outright (SIGKILL, the OOM killer) would let a second server join the port. They stop
+    within seconds, and the port can be had again."""
+    with live_server(settings, workers=2) as (url, supervisor):
+        workers = _children(supervisor)
+        assert len(workers) >= 2
+        os.kill(supervisor, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "the workers outlived their supervisor"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/healthz", timeout=2)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _stat(int(entry)) and int(_stat(int(entry))[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def _wait(pid: int) -> int:
