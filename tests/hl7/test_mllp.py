@@ -4,6 +4,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -750,6 +751,34 @@ async def test_workers_hold_their_port_against_another_listener(
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
                 await process.wait()
+
+
+def test_a_signal_while_a_worker_starts_still_reaches_it(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM arriving while the supervisor starts its first worker (inside Popen, before
+    the worker is in its list) is passed on once all are started: the supervisor does not
+    wait for a worker that was never told to stop."""
+    from luxfact.cli import mllp as command
+
+    real = subprocess.Popen
+
+    def popen(_argv: list[str], **options: object) -> subprocess.Popen[bytes]:
+        worker = real([sys.executable, "-c", "import time; time.sleep(30)"],
+                      **options)  # type: ignore[call-overload]
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before Popen returns
+        return worker
+
+    monkeypatch.setattr(command.subprocess, "Popen", popen)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        code = command._supervise(2, free_port(), [])
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert time.monotonic() - started < 10
+    assert code == 0  # stopped as asked
 
 
 def _children(pid: int) -> list[int]:
