@@ -291,7 +291,9 @@ def raw_header(raw: bytes) -> Header | None:
         message_type=field(9, limit=3).upper(), trigger=field(9, 2, limit=3).upper(),
         control_id=field(10), processing_id=field(11, limit=3).upper(),
         version=field(12, limit=10), charset=charset,
-        declared_charset=_known_charset(field(18, limit=20)))
+        # Not what the ACK is written in when the bytes were not in it (read as Latin-1).
+        declared_charset=declared if CHARSETS.get(declared := _known_charset(
+            field(18, limit=20))) in (charset, None) else "")
 
 
 def _read(raw: bytes) -> Parsed:

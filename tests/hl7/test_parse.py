@@ -358,3 +358,18 @@ def test_a_truncation_character_is_refused_with_its_control_id_echoed() -> None:
     text = ack.build(header, ack.Outcome(ack.REJECT, caught.value.reason), "A1",
                      datetime(2026, 3, 2, tzinfo=UTC))
     assert text.split("\r")[1].split("|")[:3] == ["MSA", "AR", "C27"]
+
+
+def test_an_ack_read_in_latin1_does_not_declare_the_utf8_the_message_claimed() -> None:
+    """A message declaring UTF-8 in bytes that are not: refused, its header read as Latin-1,
+    and its ACK, written in Latin-1, declares no character set rather than a wrong one."""
+    msh = m.msh("ADT^A01", "CS8", facility="HÔPITAL", charset="UNICODE UTF-8")
+    raw = (msh + "\r" + m.pid("1990093012358") + "\r").encode("latin-1")
+    with pytest.raises(parse.Rejected, match="MSH-18") as caught:
+        parse.read(raw)
+    header = caught.value.header
+    assert header is not None and header.charset == "latin-1"
+    assert header.declared_charset == ""
+    text = ack.build(header, ack.Outcome(ack.REJECT, "x"), "A1", datetime(2026, 3, 2, tzinfo=UTC))
+    assert len(text.split("\r")[0].split("|")) == 12  # MSH-12 last: no MSH-18
+    assert text.encode("latin-1").decode("latin-1").split("|")[5] == "HÔPITAL"
