@@ -205,8 +205,10 @@ _PATIENT_WRITERS = ("A01", "A04", "A05", "A08", "A40")
 async def _applied_since(session: AsyncSession, tenant_id: uuid.UUID,
                          message: HL7Message, parsed: Parsed) -> list[Any]:
     """The messages applied since this one was received that touched its visit or, when it
-    writes patient data, its patient, but for the registrations it may have been waiting
-    for: their history has moved on."""
+    writes patient data, its patient: their history has moved on. Left out: the
+    registrations it may have been waiting for (its visit's, and the one that registered
+    its patient after it came; a later registration of that patient, for another visit,
+    updated its data, and counts)."""
     event = _event(parsed)
     if isinstance(event, Outcome):
         return []
@@ -218,8 +220,8 @@ async def _applied_since(session: AsyncSession, tenant_id: uuid.UUID,
             stays_.add(str(stay.id))
             if event.trigger in _PATIENT_WRITERS:
                 patients_.add(str(stay.patient_id))
+    run = Apply(session, tenant_id, event, Touched())
     if event.trigger in _PATIENT_WRITERS:
-        run = Apply(session, tenant_id, event, Touched())
         for named in (event.patient, event.merge):
             if named is not None and (named.identity.matricule
                                       or named.identity.legacy_matricule):
@@ -228,11 +230,23 @@ async def _applied_since(session: AsyncSession, tenant_id: uuid.UUID,
                     patients_.add(str(found.id))
     if not stays_ and not patients_:
         return []
+    # Registered after this message came: by the registration it was waiting for.
+    awaited = {p for p in patients_ if (patient := await run.patients.get(uuid.UUID(p)))
+               is not None and patient.created_at > message.received_at}
     later = await HL7Repository(session, tenant_id).accepted_since(message.received_at)
-    return [row for row in later if row.id != message.id
-            and row.message_type.rpartition("^")[2] not in _REGISTRATIONS
-            and (stays_ & {str(i) for i in row.stay_ids}
-                 or patients_ & {str(i) for i in row.patient_ids})]
+    since = []
+    for row in later:
+        if row.id == message.id:
+            continue
+        registration = row.message_type.rpartition("^")[2] in _REGISTRATIONS
+        of_visit = bool(stays_ & {str(i) for i in row.stay_ids})
+        touched = patients_ & {str(i) for i in row.patient_ids}
+        if registration and (of_visit or touched & awaited):
+            awaited -= touched  # what it waited for; a later registration of them counts
+            continue
+        if of_visit or touched:
+            since.append(row)
+    return since
 
 
 async def replay(session: AsyncSession, tenant_id: uuid.UUID,

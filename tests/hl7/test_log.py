@@ -408,6 +408,41 @@ async def test_a_replay_older_than_the_patients_last_update_asks_to_be_forced(
     assert (await patient(client, a, matricule))["family_name"] == "Oldname"
 
 
+async def test_a_later_registration_of_the_patient_counts_but_the_awaited_one_does_not(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """The A01 that registered the patient is what a refused A08 waited for; an A04 of the
+    same patient for another visit, later, updated the name again: the replay would undo
+    it. Refused, naming the A04 only."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await refused(client, a, _a08("RG1", matricule, "Oldname"))
+    [old] = await messages(client, a)
+    await accepted(client, a, m.message(
+        m.msh("ADT^A01", "RG2"), m.evn("A01", "20260302080000"),
+        m.pid(matricule, family="Regname"), m.pv1("VR1", admit="20260302080000")))
+    await accepted(client, a, m.message(
+        m.msh("ADT^A04", "RG3"), m.evn("A04", "20260303080000"),
+        m.pid(matricule, family="Newname"),
+        m.pv1("VR2", patient_class="O", admit="20260303080000")))
+    response = await client.post(f"/api/v1/hl7/messages/{old['id']}/replay",
+                                 headers=a.auth(Role.admin))
+    assert response.status_code == 409, response.text
+    assert "ADT^A04 RG3" in response.json()["detail"]
+    assert "RG2" not in response.json()["detail"]
+    assert (await patient(client, a, matricule))["family_name"] == "Newname"
+    # Without the A04, the A01 alone is what it waited for: applied.
+    b, other = hospitals.b, m.new_matricule()
+    await refused(client, b, _a08("RG4", other, "Later"))
+    [waiting] = await messages(client, b)
+    await accepted(client, b, m.message(
+        m.msh("ADT^A01", "RG5"), m.evn("A01", "20260302080000"),
+        m.pid(other, family="First"), m.pv1("VR3", admit="20260302080000")))
+    replayed = await client.post(f"/api/v1/hl7/messages/{waiting['id']}/replay",
+                                 headers=b.auth(Role.admin))
+    assert replayed.status_code == 200, replayed.text
+    assert (await patient(client, b, other))["family_name"] == "Later"
+
+
 async def test_a_replays_answer_is_a_read_of_its_patients(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
