@@ -641,7 +641,7 @@ class Apply:
     async def stay_for_acts(self) -> list[Row]:
         """`stay()` read as `record_act` reads it first (`lock_for_acts`: the stay locked, with
         what pricing needs of its patient), once for all of a message's charges: one round
-        trip where the two took two."""
+        trip instead of two."""
         visit = self.visit()
         rows = await self.stays.lock_for_act_by_visit(visit.visit_number)
         if not rows:

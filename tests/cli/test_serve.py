@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +19,7 @@ from luxfact.cli.serve import AUTOVACUUM_OFF, _check_database, database_advice, 
 from luxfact.db.engine import make_engine
 from luxfact.settings import Settings
 from tests.conftest import Hospitals
-from tests.live import live_server
+from tests.live import alive, children, live_server
 from tests.patients.test_api import patient_body
 
 
@@ -101,35 +100,15 @@ def test_workers_stop_when_their_supervisor_is_killed(settings: Settings) -> Non
     outright (SIGKILL, the OOM killer) would let a second server join the port. They stop
     within seconds, and the port can be had again."""
     with live_server(settings, workers=2) as (url, supervisor):
-        workers = _children(supervisor)
+        workers = children(supervisor)
         assert len(workers) >= 2
         os.kill(supervisor, signal.SIGKILL)
         deadline = time.monotonic() + 20
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(_alive(pid) for pid in workers), "the workers outlived their supervisor"
+        assert not any(alive(pid) for pid in workers), "the workers outlived their supervisor"
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{url}/healthz", timeout=2)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _stat(int(entry)) and int(_stat(int(entry))[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def _wait(pid: int) -> int:

@@ -408,6 +408,15 @@ async def test_a_replay_older_than_the_patients_last_update_asks_to_be_forced(
     assert (await patient(client, a, matricule))["family_name"] == "Oldname"
 
 
+def _registration(event: str, control: str, matricule: str, family: str,
+                  visit: str) -> bytes:
+    """An A01 (inpatient) or A04 (outpatient) of a visit, the patient named `family`."""
+    at = "20260302080000" if event == "A01" else "20260303080000"
+    return m.message(m.msh(f"ADT^{event}", control), m.evn(event, at),
+                     m.pid(matricule, family=family),
+                     m.pv1(visit, patient_class="I" if event == "A01" else "O", admit=at))
+
+
 async def test_a_later_registration_of_the_patient_counts_but_the_awaited_one_does_not(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
@@ -417,13 +426,8 @@ async def test_a_later_registration_of_the_patient_counts_but_the_awaited_one_do
     a, matricule = hospitals.a, m.new_matricule()
     await refused(client, a, _a08("RG1", matricule, "Oldname"))
     [old] = await messages(client, a)
-    await accepted(client, a, m.message(
-        m.msh("ADT^A01", "RG2"), m.evn("A01", "20260302080000"),
-        m.pid(matricule, family="Regname"), m.pv1("VR1", admit="20260302080000")))
-    await accepted(client, a, m.message(
-        m.msh("ADT^A04", "RG3"), m.evn("A04", "20260303080000"),
-        m.pid(matricule, family="Newname"),
-        m.pv1("VR2", patient_class="O", admit="20260303080000")))
+    await accepted(client, a, _registration("A01", "RG2", matricule, "Regname", "VR1"))
+    await accepted(client, a, _registration("A04", "RG3", matricule, "Newname", "VR2"))
     response = await client.post(f"/api/v1/hl7/messages/{old['id']}/replay",
                                  headers=a.auth(Role.admin))
     assert response.status_code == 409, response.text
@@ -434,9 +438,7 @@ async def test_a_later_registration_of_the_patient_counts_but_the_awaited_one_do
     b, other = hospitals.b, m.new_matricule()
     await refused(client, b, _a08("RG4", other, "Later"))
     [waiting] = await messages(client, b)
-    await accepted(client, b, m.message(
-        m.msh("ADT^A01", "RG5"), m.evn("A01", "20260302080000"),
-        m.pid(other, family="First"), m.pv1("VR3", admit="20260302080000")))
+    await accepted(client, b, _registration("A01", "RG5", other, "First", "VR3"))
     replayed = await client.post(f"/api/v1/hl7/messages/{waiting['id']}/replay",
                                  headers=b.auth(Role.admin))
     assert replayed.status_code == 200, replayed.text

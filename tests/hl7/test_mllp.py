@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -43,7 +42,7 @@ from tests.hl7.helpers import (
     stay,
     stays_of,
 )
-from tests.live import free_port
+from tests.live import alive, children, free_port
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -300,11 +299,11 @@ async def test_unfinished_messages_are_kept_and_a_trickle_is_cut_off(
                 await asyncio.sleep(0.15)
 
         writing = asyncio.create_task(trickling())
-        answer = await asyncio.wait_for(trickle.reader.read(), 5)  # to the close
+        answer = await asyncio.wait_for(trickle.reader.read(), 10)  # to the close
         writing.cancel()
         with suppress(asyncio.CancelledError, ConnectionError):
             await writing
-        assert time.monotonic() - started < 4.0
+        assert time.monotonic() - started < 8.0  # 2 s, with room for a busy machine
         assert "never came (no message was whole within 2 s)" in reason(_unframed(answer))
         await trickle.close()
     reasons = [x["reason"] for x in await messages(client, a, status="rejected")]
@@ -331,12 +330,14 @@ async def test_bytes_that_make_no_message_keep_no_connection_open(
 
         filling = asyncio.create_task(squatting())
         try:
-            assert await squatter.closed_within(5)
+            assert await squatter.closed_within(10)
         finally:
             filling.cancel()
             with suppress(asyncio.CancelledError, ConnectionError):
                 await filling
-        assert 1.9 <= time.monotonic() - started < 4.0
+        # Twice the idle timeout (bytes kept coming: never idle), with room for a busy
+        # machine; without the rule it stays open for ever.
+        assert 1.9 <= time.monotonic() - started < 8.0
         await squatter.close()
         await asyncio.sleep(0.1)  # its task ends: the place is free
         sender = await Connection.open(port)
@@ -707,19 +708,20 @@ async def test_workers_hold_their_port_against_another_listener(
     started = [first]
     try:
         await _wait_for_port(port, first)
-        second = await _command(cli_env, "--port", str(port), "--tenant", b.slug,
-                                "--workers", "2")
-        started.append(second)
-        async with asyncio.timeout(60):
-            _, stderr = await second.communicate()
-        assert second.returncode == 1 and b"claimed by another luxfact server" in stderr
-        # A worker started by hand with a descriptor that is not the claim: refused.
-        stray = await _command(cli_env, "--port", str(port), "--tenant", b.slug,
-                               "--claim-fd", "0")
-        started.append(stray)
-        async with asyncio.timeout(60):
-            _, stderr = await stray.communicate()
-        assert stray.returncode == 1 and b"not the claim" in stderr
+
+        async def refused(*options: str) -> bytes:
+            """The error of a listener on the port for hospital B, which must not start."""
+            process = await _command(cli_env, "--port", str(port), "--tenant", b.slug,
+                                     *options)
+            started.append(process)
+            async with asyncio.timeout(60):
+                _, stderr = await process.communicate()
+            assert process.returncode == 1, stderr
+            return stderr
+
+        assert b"claimed by another luxfact server" in await refused("--workers", "2")
+        # A worker started by hand with a descriptor that is not the claim.
+        assert b"not the claim" in await refused("--claim-fd", "0")
         matricules = [m.new_matricule() for _ in range(12)]
         for n, matricule in enumerate(matricules):  # a connection each: spread by the kernel
             conn = await Connection.open(port)
@@ -727,12 +729,12 @@ async def test_workers_hold_their_port_against_another_listener(
             await conn.close()
         assert len(await messages(client, a, limit="50")) == 12
         assert await messages(client, b) == []
-        workers = _children(first.pid)
+        workers = children(first.pid)
         assert len(workers) == 2
         first.kill()  # SIGKILL: the supervisor passes nothing on
         await first.wait()
         for _ in range(100):
-            if not any(_alive(pid) for pid in workers):
+            if not any(alive(pid) for pid in workers):
                 break
             await asyncio.sleep(0.2)
         else:
@@ -779,25 +781,6 @@ def test_a_signal_while_a_worker_starts_still_reaches_it(
         signal.signal(signal.SIGINT, handlers[1])
     assert time.monotonic() - started < 10
     assert code == 0  # stopped as asked
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                if int(stat[1]) == pid:
-                    found.append(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return stat[0] != "Z"
 
 
 async def test_an_unreachable_database_is_answered_ar(hospitals: Hospitals) -> None:
