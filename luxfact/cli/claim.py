@@ -10,8 +10,11 @@ death, with no file to clean up.
 """
 
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 
 
 def _name(port: int) -> bytes:
@@ -45,3 +48,17 @@ def holds(fd: int, port: int) -> bool:
         return False
     with held:
         return held.family == socket.AF_UNIX and held.getsockname() == _name(port)
+
+
+def stop_without(supervisor: int) -> None:
+    """In a worker: stop as on SIGTERM once its supervisor is gone (killed outright, it
+    passed nothing on). A worker left behind would go on serving a port whose claim it may
+    no longer hold, or hold it with nobody to stop it. Watched from a thread, once a
+    second."""
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="supervisor-watch").start()

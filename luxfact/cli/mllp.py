@@ -135,26 +135,14 @@ async def _serve(config: Settings, host: str, port: int, slug: str | None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        watching = asyncio.create_task(_stop_without(supervisor, stop)) \
-            if supervisor is not None else None
+        if supervisor is not None:  # after the handler above: SIGTERM then sets `stop`
+            port_claim.stop_without(supervisor)
         bound = server.sockets[0].getsockname()
         print(f"MLLP listening on {bound[0]}:{bound[1]}"
               f"{f' for {slug}' if slug else ' (hospital by sending facility)'}"
               f" (pid {os.getpid()})", file=sys.stderr, flush=True)
         await stop.wait()
-        if watching is not None:
-            watching.cancel()
         await listener.close()
         return 0
     finally:
         await db.dispose()
-
-
-async def _stop_without(supervisor: int, stop: asyncio.Event) -> None:
-    """A worker whose supervisor is gone (killed outright: it passed nothing on) stops, or
-    it would go on answering on the port, holding its claim, with nobody to stop it."""
-    while not stop.is_set():
-        if os.getppid() != supervisor:
-            stop.set()
-            return
-        await asyncio.sleep(1.0)

@@ -2,11 +2,8 @@
 
 import asyncio
 import os
-import signal
 import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import typer
@@ -117,20 +114,10 @@ class ReusePortServer(uvicorn.Server):
     spreads the connections."""
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        threading.Thread(target=_stop_without, args=(os.getppid(),), daemon=True,
-                         name="supervisor-watch").start()
+        port_claim.stop_without(os.getppid())
         sock = listening_socket(self.config.host, self.config.port, reuse_port=True)
         sock.listen(self.config.backlog)
         super().run(sockets=[sock])
-
-
-def _stop_without(supervisor: int) -> None:
-    """A worker whose supervisor is gone (killed outright: it passed nothing on) stops as on
-    SIGTERM. It would otherwise go on serving the port with no claim on it left (the
-    supervisor held it), where a second server could then join it."""
-    while os.getppid() == supervisor:
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class WorkerProcess(Process):

@@ -3,6 +3,7 @@ and payments. Mirrors `luxfact/billing/api.py`: the same services, schemas and a
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -207,11 +208,7 @@ async def issue(desk: Desk) -> Response:
                                 desk.user.actor)
         return f"/desk/invoices?stay={stay_id}"
 
-    try:
-        async with attempt(desk):
-            return await desk.once(make)
-    except (Conflict, ValidationFailed) as error:
-        return await _preview(desk, stay_id, error.status, refused=error)
+    return await _confirmed(desk, stay_id, make)
 
 
 @page(*BILLING)
@@ -225,6 +222,13 @@ async def reprice(desk: Desk) -> Response:
         await service.reprice_changed(desk.session, tenant, stay_id, desk.user.actor)
         return f"/desk/billing/stays/{stay_id}"
 
+    return await _confirmed(desk, stay_id, make)
+
+
+async def _confirmed(desk: Desk, stay_id: uuid.UUID,
+                     make: Callable[[], Awaitable[str]]) -> Response:
+    """A preview's confirmation done once per form (`idem`); refused, the preview again
+    with the reason."""
     try:
         async with attempt(desk):
             return await desk.once(make)
