@@ -92,6 +92,8 @@ class Connection:
     async def closed_within(self, seconds: float) -> bool:
         try:
             return await asyncio.wait_for(self.reader.read(), seconds) == b""
+        except ConnectionResetError:
+            return True  # closed with bytes of ours unread: the kernel resets, no FIN
         except TimeoutError:
             return False
 
