@@ -1,12 +1,13 @@
 """HL7 benchmark: ADT and DFT messages over MLLP into `luxfact mllp`, against an echo ceiling.
 
-    .venv/bin/python benchmarks/hl7.py [--messages 20000] [--connections 8]
+    .venv/bin/python benchmarks/hl7.py [--messages 20000] [--connections 8] [--workers N]
 
 1. Creates a fresh PostgreSQL database (LUXFACT_TEST_POSTGRES_URL's server), migrates it,
    loads the demo hospitals, tariffs and keys, and starts a real `luxfact mllp --tenant
    demo-nord` connecting as the application role (row-level security on), plus the ceiling:
    an MLLP echo server (this file, `echo`) answering each frame with an AA, no parsing, no
    database. A warm-up of 400 messages, then ANALYZE (what autovacuum would have done).
+   `luxfact mllp` runs one worker per core (`--workers`; a process per pod when deployed).
 2. From a separate process, --connections MLLP connections deliver --messages messages, each
    waiting for its ACK before sending the next (MLLP's original mode). Each visit is four
    messages on one connection, in order: A01 (new patient, coverage), DFT^P03 (two charges),
@@ -275,8 +276,11 @@ if __name__ == "__main__":
     echoer.add_argument("--port", type=int, required=True)
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="luxfact mllp --workers (processes sharing the port)")
+    # One listener process per core, as deployed: one per pod (deploy/k8s), or `--workers`
+    # on one machine. A single process is bound by one core (`--workers 1` to see it).
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="luxfact mllp --workers (processes sharing the port; "
+                             "default: one per core)")
     arguments = parser.parse_args()
     if arguments.command == "load":
         print(json.dumps(asyncio.run(load(arguments))))

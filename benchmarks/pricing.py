@@ -14,7 +14,13 @@ each, the real cote schedule) and 30,000 stays sharing the acts (1,000,000 by de
 - for reference, the steady state again with every priced line read (`lines` holds the
   priced parts; a `PricedLine` is made when read);
 - for reference, the catalogue's own look-ups per act (`act`, `key_letter_value`,
-  `unit_price`): a unit price, no shares, no line.
+  `unit_price`): a unit price, no shares, no line;
+- for reference, the floor of any engine doing what the issue asks: the ceiling's work, plus
+  each stay's acts put in order of day and, per act, a patient share at one rate (a
+  multiply and a quantize) and the insurer's part, the three amounts kept as the line. No
+  explanation, no secondary acts, no participation, no quantity or modifiers: the least
+  that splits every line. Its ratio to the ceiling bounds what an engine written in Python
+  can reach.
 
 Prints acts/s for each, the engine/ceiling ratio (target: at least 0.5) and the peak RSS
 (target: < 1 GB).
@@ -29,6 +35,7 @@ import time
 from bisect import bisect_right
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,6 +63,7 @@ CODES = 5_000
 STAYS = 30_000
 FIRST_DAY = date(2023, 3, 1)
 LAST_ADMISSION = date(2025, 10, 31)
+FLOOR_SHARE = Decimal("0.12")  # the floor's one patient rate (an outpatient act's 12 %)
 
 # nomenclature -> (category, key letter, share of the codes, code prefix)
 NOMENCLATURES = {
@@ -211,6 +219,24 @@ def run_catalogue(snapshot: TariffSnapshot, stays: list[Stay]) -> float:
     return time.perf_counter() - started
 
 
+def run_floor(table: dict, stays: list[Stay]) -> float:
+    started = time.perf_counter()
+    total = Decimal(0)
+    by_day = attrgetter("day")
+    for _stay, _patient, acts in stays:
+        grosses, insurers, patients = [], [], []
+        for act in sorted(acts, key=by_day):
+            starts, prices = table[act.code]
+            coefficient, value = prices[bisect_right(starts, act.day) - 1]
+            gross = (coefficient * value).quantize(CENT, ROUND_HALF_UP)
+            patient = (gross * FLOOR_SHARE).quantize(CENT, ROUND_HALF_UP)
+            grosses.append(gross)
+            patients.append(patient)
+            insurers.append(gross - patient)
+        total += sum(grosses)
+    return time.perf_counter() - started
+
+
 def ceiling_table(snapshot: TariffSnapshot) -> dict[str, tuple[list[date], list[Decimal]]]:
     """Per code, version starts and (coefficient, key-letter value) pairs: built untimed."""
     table = {}
@@ -248,7 +274,7 @@ def main() -> None:
     print(f"{acts:,} acts, {len(stays):,} stays, {len(snapshot.acts):,} codes × 3 versions")
 
     cold_seconds = warm_seconds = ceiling_seconds = catalogue_seconds = float("inf")
-    reading_seconds = float("inf")
+    reading_seconds = floor_seconds = float("inf")
     table = ceiling_table(snapshot)
     for _ in range(args.repeat):
         # A fresh snapshot for the engine: its index is built inside the timed run.
@@ -265,6 +291,8 @@ def main() -> None:
         assert warm_total == engine_total, "pricing twice must give the same amounts"
         gc.collect()
         ceiling_seconds = min(ceiling_seconds, run_ceiling(table, stays)[0])
+        gc.collect()
+        floor_seconds = min(floor_seconds, run_floor(table, stays))
         gc.collect()
         catalogue_seconds = min(catalogue_seconds, run_catalogue(snapshot, stays))
         gc.collect()
@@ -283,6 +311,9 @@ def main() -> None:
           f"({reading_seconds:.2f} s, reference: each line made and read)")
     print(f"catalogue look-ups   : {rate(catalogue_seconds):11,.0f} acts/s  "
           f"({catalogue_seconds:.2f} s, reference)")
+    print(f"floor of any engine  : {rate(floor_seconds):11,.0f} acts/s  "
+          f"({floor_seconds:.2f} s, reference: the ceiling, each line split, a stay's "
+          f"lines in order; ratio {ceiling_seconds / floor_seconds:.2f})")
     print(f"ratio engine/ceiling : {ceiling_seconds / cold_seconds:.2f} new "
           f"snapshot, {ceiling_seconds / warm_seconds:.2f} steady state  (target >= 0.5)")
     print(f"peak RSS             : {peak_mb:,.0f} MB  (target < 1024 MB)")
