@@ -451,6 +451,41 @@ async def test_a13_after_invoicing_is_refused(
     assert (await stay(client, a, matricule, "V1"))["state"] == "closed"
 
 
+async def test_a13_after_an_interim_invoice_leaves_the_invoice_right(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """An interim invoice bills the acts recorded and the days before its end, which stay
+    true when the discharge is undone: the A13 is taken, the invoice kept as it was, and a
+    discharge is refused again on a day it billed (that would make it charge days out)."""
+    a, matricule = hospitals.a, m.new_matricule()
+    await accepted(client, a, m.admit("C1", matricule, "V1"))
+    await accepted(client, a, m.dft("C2", matricule, "V1", ("N101", "20260302100000")))
+    await accepted(client, a, m.adt("A03", "C3", matricule, "V1", "20260305110000",
+                                    discharge="20260305110000"))
+    discharged = await stay(client, a, matricule, "V1")
+    bill = await client.post(f"/api/v1/stays/{discharged['id']}/invoices",
+                             json={"kind": "interim", "until": "2026-03-05"},
+                             headers=a.auth(Role.billing))
+    assert bill.status_code == 201, bill.text
+    invoices = bill.json()["invoices"]
+    await accepted(client, a, m.adt("A13", "C4", matricule, "V1", "20260306090000"))
+    assert (await stay(client, a, matricule, "V1"))["state"] == "admitted"
+    for invoice in invoices:
+        again = await client.get(f"/api/v1/invoices/{invoice['id']}",
+                                 headers=a.auth(Role.billing))
+        assert again.status_code == 200, again.text
+        assert (again.json()["number"], again.json()["total"], again.json()["lines"]) == \
+            (invoice["number"], invoice["total"], invoice["lines"])
+    billed_to = max(line["last_day"] for invoice in invoices for line in invoice["lines"]
+                    if line["code"] == "PARTICIPATION")
+    assert billed_to == "2026-03-04"  # the day before the discharge undone
+    why = await refused(client, a, m.adt("A03", "C5", matricule, "V1", "20260304120000",
+                                         discharge="20260304120000"))
+    assert "invoiced" in why and billed_to in why
+    await accepted(client, a, m.adt("A03", "C6", matricule, "V1", "20260308110000",
+                                    discharge="20260308110000"))
+
+
 async def test_a_stay_billed_for_its_days_keeps_its_admission_and_kind(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
