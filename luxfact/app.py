@@ -31,6 +31,9 @@ from luxfact.webhooks import addresses as webhook_addresses
 # The routes that take a large file (the insurer's return, by the API or the desk) have
 # their own body limit.
 RETURN_PATH = re.compile(r"/api/v1/claim-batches/[^/]+/return|/desk/claims/[^/]+/return")
+# An HL7 message over HTTP is read as a stream and only its first megabyte kept (hl7/api.py):
+# a larger one is answered AR as over MLLP, up to its own, larger limit.
+HL7_PATH = re.compile(r"/api/v1/hl7/v2")
 
 log = logging.getLogger("luxfact.app")
 
@@ -129,7 +132,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       larger=((RETURN_PATH, settings.max_return_bytes),)),
+                       larger=((RETURN_PATH, settings.max_return_bytes),
+                               (HL7_PATH, settings.max_hl7_body_bytes))),
         ],
         exception_handlers=handlers,  # type: ignore[arg-type]
         lifespan=lifespan,

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # The insurer's return file (POST .../return): parsed whole, so bounded; 50 MB is a
     # return of about 120,000 lines.
     max_return_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    # An HL7 v2 message over HTTP: read as a stream, its first megabyte kept, a larger one
+    # answered AR (as over MLLP); over this, 413.
+    max_hl7_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024,
+                                    le=1024 * 1024 * 1024)
     # HL7 v2 messages received (raw, ACK, status) are kept this many days, then removed by
     # `luxfact hl7 purge`.
     hl7_retention_days: int = Field(default=90, ge=1, le=3650)

@@ -87,6 +87,8 @@ async def settings(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         "documents_dir": tmp / "documents",
         "tenants_dir": REPO / "tenants",
         "max_body_bytes": 64 * 1024,
+        # Over the 10 MB HL7 message (answered AR), small enough to send past it.
+        "max_hl7_body_bytes": 12 * 1024 * 1024,
         "webhook_networks": WEBHOOK_NETWORKS,
     }
     if BACKEND != "postgres":

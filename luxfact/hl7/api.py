@@ -27,6 +27,17 @@ def message_out(row: object, with_raw: bool) -> MessageOut:
     return MessageOut(**data, raw=raw_text(row.raw) if with_raw else None)  # type: ignore[attr-defined]
 
 
+async def _read_body(ctx: Ctx) -> tuple[bytes, int]:
+    """The body's first bytes, up to one more than a message may have, and its size: a
+    larger body is read to its end (LUXFACT_MAX_HL7_BODY_BYTES bounds it) and not held."""
+    head, size = bytearray(), 0
+    async for chunk in ctx.request.stream():
+        size += len(chunk)
+        if len(head) <= parse.MAX_BYTES:
+            head += chunk[:parse.MAX_BYTES + 1 - len(head)]
+    return bytes(head), size
+
+
 # Documented as text/plain (what every HTTP client and tool knows); ER7's own media type is
 # accepted the same way.
 @endpoint(Role.integration, Role.admin, raw_body="text/plain")
@@ -40,22 +51,21 @@ async def receive_message(ctx: Ctx) -> Response:
     media = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in MEDIA_TYPES:
         raise UnsupportedMediaType(f"Send one HL7 v2 message as {ER7} or text/plain.")
-    body = await ctx.request.body()
+    body, size = await _read_body(ctx)
     parsed: parse.Parsed | None = None
     rejection: parse.Rejected | None = None
-    if len(body) > parse.MAX_BYTES:  # as over MLLP: answered AR, its beginning kept
+    if size > parse.MAX_BYTES:  # as over MLLP: answered AR, its beginning kept
         rejection = parse.TransportRejected(
-            f"the message is over {parse.MAX_BYTES} bytes ({len(body)}): not processed",
+            f"the message is over {parse.MAX_BYTES} bytes ({size}): not processed",
             parse.Location("MSH"), parse.DATA_TYPE, parse.header_of(body))
+        body = body[:parse.KEPT_BYTES]
     else:
         try:
             parsed = parse.read(body)
         except parse.Rejected as exc:
             rejection = exc
-    received = await service.receive(ctx.session, ctx.tenant_id, body[:parse.KEPT_BYTES]
-                                     if len(body) > parse.MAX_BYTES else body,
-                                     channel="http", parsed=parsed, rejection=rejection,
-                                     size=len(body))
+    received = await service.receive(ctx.session, ctx.tenant_id, body, channel="http",
+                                     parsed=parsed, rejection=rejection, size=size)
     payload, charset = received.encoded(), received.charset
     return Response(payload, media_type=f"{media}; charset={charset}")
 

@@ -97,35 +97,38 @@ async def test_roles(client: httpx.AsyncClient, hospitals: Hospitals) -> None:
     assert anonymous.status_code == 401
 
 
-async def test_a_message_over_the_body_limit_is_413(
+async def test_a_message_of_10_mb_is_answered_ar_as_over_mllp(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
-    raw = m.admit("C1", m.new_matricule(), "V1") + b"NTE|1||" + b"x" * (10 * 1024 * 1024)
-    response = await client.post("/api/v1/hl7/v2", content=raw, headers={
-        **hospitals.a.auth(Role.integration), "content-type": ER7})
-    assert response.status_code == 413
-    assert await messages(client, hospitals.a) == []
+    """Over the API's body limit (64 KB in the tests) and what a message may be (1 MB): read
+    to its end, answered AR echoing MSH-10, its beginning kept, its control id left free."""
+    matricule = m.new_matricule()
+    raw = (m.admit("BIGHTTP", matricule, "V1") + b"NTE|1||" + b"x" * (10 * 1024 * 1024)
+           + b"\r")
+    ack = await send(client, hospitals.a, raw)
+    assert code(ack) == "AR" and f"over 1048576 bytes ({len(raw)})" in reason(ack)
+    assert segment(ack, "MSA")[2] == "BIGHTTP"
+    kept = await messages(client, hospitals.a, status="rejected")
+    assert kept[0]["size"] == len(raw) and len(kept[0]["raw"]) <= 64 * 1024
+    assert kept[0]["raw"].startswith("MSH|")
+    again = await send(client, hospitals.a, m.admit("BIGHTTP", matricule, "V1"))
+    assert code(again) == "AA"
 
 
-async def test_a_message_over_the_hl7_limit_is_answered_ar_as_over_mllp(
-    settings: Settings, hospitals: Hospitals
-) -> None:
-    # Under the body limit (5 MB by default), over what a message may be (1 MB).
-    app = create_app(settings.model_copy(update={"max_body_bytes": 5 * 1024 * 1024}))
+async def test_a_body_over_the_hl7_limit_is_413(settings: Settings, hospitals: Hospitals) -> None:
+    app = create_app(settings.model_copy(update={"max_hl7_body_bytes": 2 * 1024 * 1024}))
     async with LifespanManager(app) as manager, httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app),  # type: ignore[arg-type]
             base_url="http://testserver") as client:
-        matricule = m.new_matricule()
-        raw = (m.admit("BIGHTTP", matricule, "V1") + b"NTE|1||" + b"x" * (2 * 1024 * 1024)
-               + b"\r")
-        ack = await send(client, hospitals.a, raw)
-        assert code(ack) == "AR" and "over 1048576 bytes" in reason(ack)
-        assert segment(ack, "MSA")[2] == "BIGHTTP"
-        kept = await messages(client, hospitals.a, status="rejected")
-        assert kept[0]["size"] == len(raw) and len(kept[0]["raw"]) <= 64 * 1024
-        # Its control id stays free: delivered again at its normal size, it is applied.
-        again = await send(client, hospitals.a, m.admit("BIGHTTP", matricule, "V1"))
-        assert code(again) == "AA"
+        raw = m.admit("C1", m.new_matricule(), "V1") + b"NTE|1||" + b"x" * (3 * 1024 * 1024)
+        response = await client.post("/api/v1/hl7/v2", content=raw, headers={
+            **hospitals.a.auth(Role.integration), "content-type": ER7})
+        assert response.status_code == 413
+        assert response.json()["type"].endswith("payload-too-large")
+        assert await messages(client, hospitals.a) == []
+        # Just under it: a message again, answered AR.
+        raw = m.admit("C2", m.new_matricule(), "V1") + b"NTE|1||" + b"x" * (1024 * 1024)
+        assert code(await send(client, hospitals.a, raw)) == "AR"
 
 
 async def test_values_the_library_could_not_take_are_refused_not_crashed(
