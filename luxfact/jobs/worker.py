@@ -3,8 +3,9 @@
 A job's work and its `done` mark commit together, with the job row locked: if the worker
 dies mid-job, PostgreSQL rolls the work back and releases the row, and `recover` queues it
 again after `stuck_after`; two workers can never both complete it (the second finds it
-done or taken). On SIGTERM the worker stops claiming, lets running jobs finish within the
-grace period, and releases what it claimed but had not started.
+done or taken). A `Staged` job (a webhook delivery) waits on another system between two
+such transactions, with none open. On SIGTERM the worker stops claiming, lets running jobs
+finish within the grace period, and releases what it claimed but had not started.
 """
 
 import asyncio
@@ -23,7 +24,7 @@ from sqlalchemy import select
 
 from luxfact.db.engine import Database
 from luxfact.jobs import queue
-from luxfact.jobs.registry import HANDLERS, Permanent
+from luxfact.jobs.registry import HANDLERS, Permanent, Staged
 from luxfact.kit import context
 from luxfact.tenancy.models import Tenant
 
@@ -104,16 +105,9 @@ class Worker:
         # the id of the request that enqueued the job into its log lines.
         context.install(context.RequestInfo(request_id=job.request_id or uuid.uuid4().hex))
         with context.tenant_scope(job.tenant_id, actor=f"job:{job.id}"):
-            handler = HANDLERS.get(job.kind)
             try:
-                async with self.db.transaction() as session:
-                    held = await queue.hold(session, job.tenant_id, job.id, self.name)
-                    if held is None:
-                        return  # recovered and taken by another worker, or done
-                    if handler is None:
-                        raise Permanent(f"no handler for job kind {job.kind!r}")
-                    await handler(session, held)
-                    await queue.done(session, job.tenant_id, job.id)
+                if not await self._work(job):
+                    return  # recovered and taken by another worker, or done
                 self.completed += 1
                 log.info("job done", extra={"fields": {"job": str(job.id), "kind": job.kind}})
             except asyncio.CancelledError:
@@ -129,6 +123,33 @@ class Worker:
                 log.warning("job failed", extra={"fields": {
                     "job": str(job.id), "kind": job.kind, "state": state,
                     "error": reason[:300]}})
+
+    async def _work(self, job: Any) -> bool:
+        """The job's work and its `done` mark; False when the job is no longer this
+        worker's."""
+        handler = HANDLERS.get(job.kind)
+        async with self.db.transaction() as session:
+            held = await queue.hold(session, job.tenant_id, job.id, self.name)
+            if held is None:
+                return False
+            if handler is None:
+                raise Permanent(f"no handler for job kind {job.kind!r}")
+            plan = None
+            if isinstance(handler, Staged):
+                plan = await handler.prepare(session, held)
+            else:
+                await handler(session, held)
+            if plan is None:  # done in this transaction
+                await queue.done(session, job.tenant_id, job.id)
+                return True
+        assert isinstance(handler, Staged)
+        outcome = await handler.call(plan)  # no transaction open: nothing waits with it
+        async with self.db.transaction() as session:
+            if await queue.hold(session, job.tenant_id, job.id, self.name) is None:
+                return False  # recovered meanwhile: its next run calls again
+            await handler.finish(session, held, plan, outcome)
+            await queue.done(session, job.tenant_id, job.id)
+        return True
 
     async def serve(self) -> None:
         """Run until `stop()`: then finish or release the running jobs."""

@@ -7,8 +7,10 @@ delivers it; any other answer, a connection error or no answer within `TIMEOUT` 
 raises, and the job queue retries it with its backoff until `max_attempts`, after which the
 job is dead and the delivery shows `failed`.
 
-The worker's transaction stays open while the receiver is asked (it holds the job's lock);
-a failed attempt's outcome is therefore kept on the job (its `last_error` reads
+A staged job (`luxfact.jobs.registry.Staged`): the delivery and its endpoint are read in one
+transaction, the receiver asked with none open (no database lock or connection waits on a
+receiver that hangs), a success recorded in a second one with the job's `done` mark. A
+failed attempt's outcome is kept on the job (its `last_error` reads
 `DeliveryFailed: HTTP 500 …`), which the delivery log reads back.
 """
 
@@ -18,13 +20,14 @@ import hmac
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from luxfact.jobs.registry import Permanent, handles
+from luxfact.jobs.registry import Permanent, Staged, stages
 from luxfact.kit.time import utcnow
 from luxfact.tenancy.repository import TenantRepository
 from luxfact.webhooks import addresses
@@ -83,8 +86,19 @@ async def post(url: str, secret: str, event_id: str, body: bytes) -> int:
         raise DeliveryFailed(f"connection failed: {type(exc).__name__}") from None
 
 
-@handles(JOB_KIND)
-async def deliver(session: AsyncSession, job: Any) -> None:
+@dataclass(frozen=True)
+class Outgoing:
+    """What one attempt sends, read in the job's first transaction."""
+    delivery_id: uuid.UUID
+    url: str
+    secret: str
+    event_id: str
+    body: bytes
+
+
+async def prepare(session: AsyncSession, job: Any) -> Outgoing | None:
+    """The attempt to make; None when there is none (delivered already, or the endpoint
+    disabled: the delivery cancelled)."""
     try:
         delivery_id = uuid.UUID(str(job.payload["delivery_id"]))
     except (KeyError, TypeError, ValueError):
@@ -95,23 +109,37 @@ async def deliver(session: AsyncSession, job: Any) -> None:
     if delivery is None:
         raise Permanent(f"no delivery {delivery_id}")
     if delivery.state != "pending":
-        return  # delivered (or cancelled) already
+        return None  # delivered (or cancelled) already
     endpoint = (await session.execute(select(E).where(
         E.c.tenant_id == tenant_id, E.c.id == delivery.endpoint_id))).first()
-    where = (D.c.tenant_id == tenant_id, D.c.id == delivery_id)
     if endpoint is None or not endpoint.active:
-        await session.execute(update(D).where(*where).values(
+        await session.execute(update(D).where(
+            D.c.tenant_id == tenant_id, D.c.id == delivery_id).values(
             state="cancelled", attempts=job.attempts,
             last_error="the endpoint was disabled"))
-        return
-    refused = await addresses.refusal(endpoint.url)  # looked up again: a name may move
+        return None
+    tenant = await TenantRepository(session).by_id(tenant_id)
+    return Outgoing(delivery_id, endpoint.url, endpoint.secret, str(delivery.event_id),
+                    body_of(delivery.payload, tenant.slug if tenant else ""))
+
+
+async def call(outgoing: Outgoing) -> int:
+    """The receiver's 2xx status; DeliveryFailed otherwise. No transaction is open: a
+    receiver that hangs holds no database lock or connection."""
+    refused = await addresses.refusal(outgoing.url)  # looked up again: a name may move
     if refused:
         raise DeliveryFailed(f"not sent: {refused}")
-    tenant = await TenantRepository(session).by_id(tenant_id)
-    body = body_of(delivery.payload, tenant.slug if tenant else "")
-    status = await post(endpoint.url, endpoint.secret, str(delivery.event_id), body)
+    status = await post(outgoing.url, outgoing.secret, outgoing.event_id, outgoing.body)
     if not 200 <= status < 300:
         raise DeliveryFailed(f"HTTP {status} from the receiver")
-    await session.execute(update(D).where(*where).values(
+    return status
+
+
+async def finish(session: AsyncSession, job: Any, outgoing: Outgoing, status: int) -> None:
+    await session.execute(update(D).where(
+        D.c.tenant_id == job.tenant_id, D.c.id == outgoing.delivery_id).values(
         state="delivered", attempts=job.attempts, last_status=status, last_error=None,
         delivered_at=utcnow()))
+
+
+stages(JOB_KIND, Staged(prepare, call, finish))

@@ -6,7 +6,7 @@ import os
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import record
-from luxfact.jobs.registry import Permanent, handles
+from luxfact.jobs.registry import Permanent, Staged, handles, stages
 from luxfact.kit import context
 
 
@@ -33,3 +33,29 @@ async def fail(session: AsyncSession, job: object) -> None:
 @handles("test.permanent")
 async def permanent(session: AsyncSession, job: object) -> None:
     raise Permanent("the payload names no invoice")
+
+
+async def _prepare(session: AsyncSession, job: object) -> dict | None:
+    payload = job.payload  # type: ignore[attr-defined]
+    await record(session, "test.job_prepared", "job", job.id, {})  # type: ignore[attr-defined]
+    return None if payload.get("nothing") else dict(payload)
+
+
+async def _call(plan: dict) -> str:
+    STAGED_CALLS.append(plan)
+    if CALLED is not None:  # a test waiting for the call to be under way
+        CALLED.set()
+    await asyncio.sleep(float(plan.get("seconds", 0)))
+    if plan.get("fail"):
+        raise RuntimeError("the receiver answered 503")
+    return "answered"
+
+
+async def _finish(session: AsyncSession, job: object, plan: dict, outcome: str) -> None:
+    await record(session, "test.job_ran", "job", job.id,  # type: ignore[attr-defined]
+                 {"outcome": outcome})
+
+
+STAGED_CALLS: list[dict] = []
+CALLED: asyncio.Event | None = None  # made by the test, in its own event loop
+stages("test.staged", Staged(_prepare, _call, _finish))

@@ -20,7 +20,7 @@ from luxfact.jobs.worker import Worker
 from luxfact.kit import context
 from luxfact.settings import Settings
 from tests.conftest import BACKEND, Hospitals
-from tests.jobs import kinds  # noqa: F401 (registers the tests' job kinds)
+from tests.jobs import kinds  # registers the tests' job kinds
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -227,3 +227,58 @@ async def test_sigterm_lets_the_running_job_finish_then_exits(
     [job] = await jobs_of(app_db, hospitals.a.id, [job_id])
     assert (job.state, job.attempts) == ("done", 1)  # finished, not released nor retried
     assert await runs(app_db, hospitals.a.id, [job_id]) == {str(job_id): 1}
+
+
+async def actions(db: Database, tenant_id: uuid.UUID, job_id: uuid.UUID) -> list[str]:
+    with context.tenant_scope(tenant_id):
+        async with db.transaction() as session:
+            rows = await session.execute(select(AuditEvent.action).where(
+                AuditEvent.tenant_id == tenant_id, AuditEvent.object_id == str(job_id))
+                .order_by(AuditEvent.at))
+            return [row[0] for row in rows.all()]
+
+
+async def test_a_staged_job_calls_out_between_two_transactions(
+        app_db: Database, hospitals: Hospitals) -> None:
+    """Prepared, called with no transaction open, finished with its `done` mark; nothing to
+    call is done at once; a failed call is retried; a job recovered by another worker
+    during the call is not finished by this one."""
+    tenant = hospitals.a.id
+    [called] = await enqueue(app_db, tenant, "test.staged", seconds=0.5)
+    [nothing] = await enqueue(app_db, tenant, "test.staged", nothing=True)
+    [failing] = await enqueue(app_db, tenant, "test.staged", fail=True)
+    worker = Worker(app_db, tenants=[tenant])
+    kinds.STAGED_CALLS.clear()
+    kinds.CALLED = asyncio.Event()
+    draining = asyncio.create_task(drain(worker))
+    await asyncio.wait_for(kinds.CALLED.wait(), 10)
+    # During the call the database takes a write (on SQLite a transaction of the worker's
+    # would hold its only write lock until the call ended).
+    started = asyncio.get_running_loop().time()
+    with context.tenant_scope(tenant, actor="test"):
+        async with app_db.transaction() as session:
+            await queue.enqueue(session, tenant, "test.other", {})
+    assert asyncio.get_running_loop().time() - started < 0.3
+    await draining
+    assert await actions(app_db, tenant, called) == ["test.job_prepared", "test.job_ran"]
+    assert await actions(app_db, tenant, nothing) == ["test.job_prepared"]
+    assert await actions(app_db, tenant, failing) == ["test.job_prepared"]
+    by_id = {job.id: job for job in await jobs_of(app_db, tenant, [called, nothing, failing])}
+    assert (by_id[called].state, by_id[nothing].state) == ("done", "done")
+    assert (by_id[failing].state, by_id[failing].attempts) == ("queued", 1)
+    assert "answered 503" in by_id[failing].last_error
+    assert sorted(plan.get("fail", False) for plan in kinds.STAGED_CALLS) == [False, True]
+
+    [taken] = await enqueue(app_db, tenant, "test.staged", seconds=0.5)
+    kinds.STAGED_CALLS.clear()
+    kinds.CALLED = asyncio.Event()
+    draining = asyncio.create_task(drain(worker))
+    await asyncio.wait_for(kinds.CALLED.wait(), 10)
+    with context.tenant_scope(tenant):  # recovered and claimed by another worker meanwhile
+        async with app_db.transaction() as session:
+            await session.execute(queue.J.update().where(queue.J.c.id == taken)
+                                  .values(locked_by="another-worker"))
+    await draining
+    assert await actions(app_db, tenant, taken) == ["test.job_prepared"]
+    [job] = await jobs_of(app_db, tenant, [taken])
+    assert (job.state, job.locked_by) == ("running", "another-worker")
