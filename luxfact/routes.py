@@ -54,6 +54,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{API}/stays", stays_api.create_stay, methods=["POST"]),
         Route(f"{API}/stays", stays_api.list_stays, methods=["GET"]),
         Route(f"{API}/stays/{{stay_id}}", stays_api.get_stay, methods=["GET"]),
+        Route(f"{API}/stays/{{stay_id}}", stays_api.update_stay, methods=["PATCH"]),
         Route(f"{API}/stays/{{stay_id}}/movements", stays_api.add_movement, methods=["POST"]),
         Route(f"{API}/stays/{{stay_id}}/acts", stays_api.record_act, methods=["POST"]),
         Route(f"{API}/stays/{{stay_id}}/acts", stays_api.list_acts, methods=["GET"]),

@@ -56,7 +56,7 @@ from luxfact.stays import acts as act_service
 from luxfact.stays import service as stays
 from luxfact.stays.models import Stay
 from luxfact.stays.repository import StayRepository
-from luxfact.stays.schemas import PROVIDER, ActIn, ActPatch, MovementIn, StayIn
+from luxfact.stays.schemas import PROVIDER, ActIn, MovementIn, StayIn, StayPatch
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -774,22 +774,12 @@ async def _change_kind(run: Apply) -> None:
         raise Refused(f"PV1-2: {trigger} changes the stay to "
                       f"{' or '.join(wanted)}, not {kind}", Location("PV1", 2),
                       parse.TABLE_VALUE)
-    if stay.state in ("cancelled", "closed"):
-        raise Conflict(f"The stay is {stay.state}: its kind cannot change.")
-    if stay.kind != kind:
-        # Its participation and acts would be priced under another kind: none on an invoice.
-        await stays.require_not_invoiced(run.session, run.tenant_id, stay.id,
-                                         "changing its kind")
-        live = await run.stays.acts(stay.id, include_cancelled=False)
-        locked = await stays.get_stay(run.session, run.tenant_id, stay.id, lock=True)
-        await run.stays.update_stay(locked.id, {"kind": kind, "updated_at": utcnow()})
-        await record(run.session, "stay.change_kind", "stay", stay.id,
-                     {"from": stay.kind, "to": kind}, tenant_id=run.tenant_id)
-        for act in live:
-            repriced = await act_service.update_act(run.session, run.tenant_id, act,
-                                                    ActPatch(reprice=True))
-            run.touched.act(repriced.id)
-        stay = await stays.get_stay(run.session, run.tenant_id, stay.id)
+    # The API's PATCH: acts not yet invoiced priced again under the new kind, refused once
+    # any part of the stay is invoiced. `stay()` locked it.
+    stay, repriced = await stays.change_stay(run.session, run.tenant_id, stay,
+                                             StayPatch(kind=kind))
+    for act_id in repriced:
+        run.touched.act(act_id)
     if visit.located and stay.state == "admitted" and (
             (visit.unit, visit.room, visit.bed) != (stay.unit, stay.room, stay.bed)):
         # Locked by `stay()`, and read again above after any change of its own.
@@ -847,10 +837,8 @@ async def _update(run: Apply) -> None:
                 raise Refused(f"{hl7_field}: not an 8-digit provider code",
                               _location(hl7_field, 1), parse.DATA_TYPE)
             changes[name] = value
-    if changes:
-        await run.stays.update_stay(stay.id, {**changes, "updated_at": utcnow()})
-        await record(run.session, "stay.update", "stay", stay.id, {"fields": sorted(changes)},
-                     tenant_id=run.tenant_id)
+    if changes:  # the API's PATCH
+        await stays.change_stay(run.session, run.tenant_id, stay, StayPatch(**changes))
         run.touched.stay(stay.id)
 
 

@@ -22,6 +22,7 @@ from luxfact.stays.schemas import (
     MovementOut,
     StayIn,
     StayOut,
+    StayPatch,
     StayQuery,
 )
 
@@ -66,6 +67,18 @@ async def get_stay(ctx: Ctx) -> Response:
     """A stay with its movements and coverage gaps."""
     return await stay_response(ctx, await service.get_stay(ctx.session, ctx.tenant_id,
                                                            ctx.path_uuid("stay_id")))
+
+
+@endpoint(*WRITERS, body=StayPatch, response=StayOut, etag=True)
+async def update_stay(ctx: Ctx) -> Response:
+    """Correct a stay's kind or doctors (If-Match required). A new kind prices its acts not
+    yet invoiced again; refused (409) once any part of the stay is invoiced."""
+    stay = await service.get_stay(ctx.session, ctx.tenant_id, ctx.path_uuid("stay_id"),
+                                  lock=True)
+    require_if_match(ctx.request, stay.version)
+    changed, _ = await service.change_stay(ctx.session, ctx.tenant_id, stay,
+                                           await ctx.body(StayPatch))
+    return await stay_response(ctx, changed)
 
 
 @endpoint(*WRITERS, idempotent=True, body=MovementIn, response=StayOut, status=201)

@@ -37,6 +37,17 @@ class StayIn(BaseModel):
     psychiatric: bool = False
 
 
+class StayPatch(BaseModel):
+    """What may be corrected on a stay once admitted (its movements have their own
+    endpoint): its kind, and its doctors (null removes one)."""
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    kind: StayKind | None = Field(default=None, description=(
+        "A new kind prices the stay's acts not yet invoiced again under it; refused once "
+        "any part of the stay is invoiced."))
+    admitting_doctor: str | None = Field(default=None, pattern=PROVIDER)
+    attending_doctor: str | None = Field(default=None, pattern=PROVIDER)
+
+
 class StayQuery(PageQuery):
     patient_id: uuid.UUID | None = None
     state: StayState | None = None

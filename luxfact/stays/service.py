@@ -17,7 +17,7 @@ from luxfact.patients.service import STATUTORY_KINDS
 from luxfact.stays import movements as rules
 from luxfact.stays.models import Movement, Stay
 from luxfact.stays.repository import StayRepository
-from luxfact.stays.schemas import CoverageGap, MovementIn, StayIn
+from luxfact.stays.schemas import ActPatch, CoverageGap, MovementIn, StayIn, StayPatch
 from luxfact.webhooks.service import emit
 
 
@@ -202,6 +202,41 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
     # What was written is what would be read back (times are UTC already): no round trip.
     updated = Stay(**{**stay.model_dump(), **changes, "version": stay.version + 1})
     return updated, Movement(tenant_id=tenant_id, cancelled_by=None, **values)
+
+
+async def change_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
+                      data: StayPatch) -> tuple[Stay, list[uuid.UUID]]:
+    """A stay's kind or doctors corrected (the API's PATCH, HL7 A06, A07 and A08), `stay`
+    read with its row locked. A new kind prices the acts not yet invoiced again under it
+    (as the act correction's `reprice`) and is refused once any part of the stay is
+    invoiced: its participation and acts would have been billed under the other kind.
+    Returns the stay as it now is and the acts priced again."""
+    # Imported here: acts build on stays, not the other way round.
+    from luxfact.stays import acts as act_service
+
+    if stay.state in ("cancelled", "closed"):
+        raise Conflict(f"The stay is {stay.state}: it cannot change.")
+    sent = data.model_dump(exclude_unset=True)
+    if "kind" in sent and sent["kind"] is None:
+        raise ValidationFailed(errors=[{"field": "kind", "reason": "cannot be removed"}])
+    changes = {name: value for name, value in sent.items() if value != getattr(stay, name)}
+    if not changes:
+        return stay, []
+    repo = StayRepository(session, tenant_id)
+    live = []
+    if "kind" in changes:
+        await require_not_invoiced(session, tenant_id, stay.id, "changing its kind")
+        live = await repo.acts(stay.id, include_cancelled=False)
+    await repo.update_stay(stay.id, {**changes, "updated_at": utcnow()})
+    if "kind" in changes:
+        await record(session, "stay.change_kind", "stay", stay.id,
+                     {"from": stay.kind, "to": changes["kind"]}, tenant_id=tenant_id)
+    if doctors := sorted(set(changes) - {"kind"}):
+        await record(session, "stay.update", "stay", stay.id, {"fields": doctors},
+                     tenant_id=tenant_id)
+    repriced = [(await act_service.update_act(session, tenant_id, act,
+                                              ActPatch(reprice=True))).id for act in live]
+    return await get_stay(session, tenant_id, stay.id), repriced
 
 
 async def require_not_invoiced(session: AsyncSession, tenant_id: uuid.UUID,

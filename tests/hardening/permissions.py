@@ -72,6 +72,7 @@ PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/stays"): {"billing", "clerk", "integration"},
     ("POST", "/api/v1/stays"): {"clerk", "integration"},
     ("GET", "/api/v1/stays/{stay_id}"): {"billing", "clerk", "integration"},
+    ("PATCH", "/api/v1/stays/{stay_id}"): {"clerk", "integration"},
     ("GET", "/api/v1/stays/{stay_id}/acts"): {"billing", "clerk", "integration"},
     ("POST", "/api/v1/stays/{stay_id}/acts"): {"clerk", "integration"},
     ("PATCH", "/api/v1/stays/{stay_id}/acts/{act_id}"): {"clerk", "integration"},

@@ -148,6 +148,8 @@ def bodies(world: World) -> dict[tuple[str, str], dict[str, object]]:
             "json": {"duplicate_id": str(uuid.uuid4())}},
         ("POST", "/api/v1/stays/{stay_id}/acts"): {
             "json": {"code": "N101", "performed_at": "2026-03-02T10:00:00+01:00"}},
+        ("PATCH", "/api/v1/stays/{stay_id}"): {
+            "json": {"attending_doctor": "23456789"}, "headers": {"If-Match": '"1"'}},
         ("PATCH", "/api/v1/stays/{stay_id}/acts/{act_id}"): {
             "json": {"note": "isolation"}, "headers": {"If-Match": '"1"'}},
         ("POST", "/api/v1/stays/{stay_id}/invoices"): {"json": {"kind": "final"}},

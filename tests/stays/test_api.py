@@ -349,3 +349,80 @@ async def test_a_line_over_what_an_amount_holds_is_refused(
     listed = await client.get(f"/api/v1/stays/{stay['id']}/acts",
                               headers=hospitals.a.auth(Role.clerk))
     assert [a["code"] for a in listed.json()["items"]] == ["A-MAX"]
+
+
+async def test_a_stay_kind_and_doctors_are_corrected(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """PATCH /stays/{id}, the service HL7 A06, A07 and A08 use: a new kind prices the acts
+    again, doctors are set or removed, each audited, the version moved on."""
+    stay = await admit(client, hospitals.a, kind="outpatient")
+    created = await act(client, hospitals.a, stay, code="C1", performer="12345678")
+    assert created.status_code == 201, created.text
+    outpatient = created.json()
+    url = f"/api/v1/stays/{stay['id']}"
+    clerk = hospitals.a.auth(Role.clerk)
+    assert (await client.patch(url, json={"kind": "inpatient"}, headers=clerk)
+            ).status_code == 428
+    changed = await client.patch(url, json={"kind": "inpatient", "attending_doctor": "23456789"},
+                                 headers={**clerk, "If-Match": f'"{stay["version"]}"'})
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["kind"], body["attending_doctor"]) == ("inpatient", "23456789")
+    assert changed.headers["ETag"] == f'"{stay["version"] + 1}"'
+    [inpatient] = (await client.get(f"{url}/acts", headers=clerk)).json()["items"]
+    assert inpatient["version"] == outpatient["version"] + 1
+    assert (inpatient["insurer"], inpatient["patient"]) != \
+        (outpatient["insurer"], outpatient["patient"])
+    stale = await client.patch(url, json={"kind": "outpatient"},
+                               headers={**clerk, "If-Match": f'"{stay["version"]}"'})
+    assert stale.status_code == 412
+    removed = await client.patch(url, json={"attending_doctor": None},
+                                 headers={**clerk, "If-Match": changed.headers["ETag"]})
+    assert removed.status_code == 200 and removed.json()["attending_doctor"] is None
+    events = (await client.get(f"/api/v1/audit-events?object_id={stay['id']}",
+                               headers=hospitals.a.auth(Role.admin))).json()["items"]
+    actions = [(e["action"], e["details"]) for e in events
+               if e["action"] in ("stay.change_kind", "stay.update")]
+    assert sorted(actions, key=str) == sorted([
+        ("stay.change_kind", {"from": "outpatient", "to": "inpatient"}),
+        ("stay.update", {"fields": ["attending_doctor"]}),
+        ("stay.update", {"fields": ["attending_doctor"]})], key=str)
+    other = await client.patch(url, json={"kind": "outpatient"},
+                               headers={**hospitals.b.auth(Role.clerk), "If-Match": '"1"'})
+    assert other.status_code == 404
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"kind": "ambulance"}, "kind"),
+    ({"kind": None}, "kind"),
+    ({"attending_doctor": "1234"}, "attending_doctor"),
+    ({"state": "closed"}, "state"),
+])
+async def test_bad_stay_corrections_name_the_field(client: httpx.AsyncClient,
+                                                   hospitals: Hospitals, body: dict,
+                                                   field: str) -> None:
+    stay = await admit(client, hospitals.a)
+    response = await client.patch(f"/api/v1/stays/{stay['id']}", json=body, headers={
+        **hospitals.a.auth(Role.clerk), "If-Match": f'"{stay["version"]}"'})
+    assert response.status_code == 422, response.text
+    assert field in [error["field"] for error in response.json()["errors"]]
+    read = await client.get(f"/api/v1/stays/{stay['id']}", headers=hospitals.a.auth(Role.clerk))
+    assert read.json() == stay
+
+
+async def test_the_kind_of_an_invoiced_stay_does_not_change(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    stay = await admit(client, hospitals.a)
+    bill = await client.post(f"/api/v1/stays/{stay['id']}/invoices",
+                             json={"kind": "interim", "until": "2026-03-04"},
+                             headers=hospitals.a.auth(Role.billing))
+    assert bill.status_code == 201, bill.text
+    url = f"/api/v1/stays/{stay['id']}"
+    refused = await client.patch(url, json={"kind": "outpatient"}, headers={
+        **hospitals.a.auth(Role.clerk), "If-Match": f'"{stay["version"]}"'})
+    assert refused.status_code == 409 and "invoiced" in refused.json()["detail"]
+    doctor = await client.patch(url, json={"admitting_doctor": "34567890"}, headers={
+        **hospitals.a.auth(Role.clerk), "If-Match": f'"{stay["version"]}"'})
+    assert doctor.status_code == 200 and doctor.json()["kind"] == "inpatient"
