@@ -1,5 +1,6 @@
 """A real `luxfact serve` process on this run's database, for tests that need one."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -43,6 +44,22 @@ def alive(pid: int) -> bool:
     """Running (not gone, not a zombie waiting to be reaped)."""
     stat = _stat(pid)
     return stat is not None and stat[0] != "Z"
+
+
+def connections_of(pid: int, port: int) -> int:
+    """How many established TCP connections to this local port the process holds."""
+    ours = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for line in rows.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    ours.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            held += os.readlink(f"/proc/{pid}/fd/{fd}") in ours
+    return held
 
 
 def _listeners_on(port: int) -> int:

@@ -20,6 +20,7 @@ Framing problems never stop the listener nor touch another connection:
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from luxfact.db.engine import Database
 from luxfact.db.errors import DATABASE_UNAVAILABLE, storage_full
 from luxfact.hl7 import ack as acks
 from luxfact.hl7 import parse, service
-from luxfact.kit import context
+from luxfact.kit import context, handoff
 from luxfact.kit.time import LUXEMBOURG, utcnow
 from luxfact.tenancy.models import Tenant
 
@@ -114,14 +115,62 @@ class Listener:
         self.readers: set[asyncio.StreamReader] = set()
         self.closing = False
         self.server: asyncio.Server | None = None
+        self.handoff: socket.socket | None = None
+        self.handed: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
-        """Listen; `reuse_port`: several worker processes listen on the same port, each
-        with a socket of its own, and the kernel spreads the connections among them."""
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        """Listen, alone on the port (workers of `--workers`: `take_handed`)."""
         self.server = await asyncio.start_server(self._connection, host, port,
-                                                 limit=READ_SIZE, reuse_address=True,
-                                                 reuse_port=reuse_port or None)
+                                                 limit=READ_SIZE, reuse_address=True)
         return self.server
+
+    def take_handed(self, sock: socket.socket) -> asyncio.Future[None]:
+        """As a worker of `luxfact mllp --workers`: serve the connections the supervisor
+        accepts and hands over (luxfact/kit/handoff.py) instead of listening. The future
+        ends when the supervisor is gone."""
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self.handoff = sock
+        gone: asyncio.Future[None] = loop.create_future()
+
+        def receive() -> None:
+            while True:
+                try:
+                    data, fds, _, _ = socket.recv_fds(sock, 16, 4)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    data, fds = b"", []
+                if not data and not fds:  # the supervisor is gone
+                    loop.remove_reader(sock.fileno())
+                    if not gone.done():
+                        gone.set_result(None)
+                    return
+                for fd in fds:
+                    conn = socket.socket(fileno=fd)
+                    if self.closing:
+                        conn.close()
+                        handoff.closed(sock)
+                    else:
+                        task = loop.create_task(self._handed(conn, sock))
+                        self.handed.add(task)  # a reference, until it ends
+                        task.add_done_callback(self.handed.discard)
+
+        loop.add_reader(sock.fileno(), receive)
+        return gone
+
+    async def _handed(self, conn: socket.socket, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=READ_SIZE)
+        except OSError:
+            conn.close()
+        else:
+            if self.closing:  # handed over as the worker stops: not served
+                writer.transport.abort()
+            else:
+                await self._connection(reader, writer)
+        finally:
+            handoff.closed(sock)
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening; connections are closed once their message in progress is
@@ -129,6 +178,9 @@ class Listener:
         self.closing = True
         if self.server is not None:
             self.server.close()
+        if self.handoff is not None:
+            with contextlib.suppress(ValueError, OSError):  # gone with the supervisor
+                asyncio.get_running_loop().remove_reader(self.handoff.fileno())
         for reader in list(self.readers):
             reader.feed_eof()  # the read in progress ends: the connection finishes
         if self.connections:

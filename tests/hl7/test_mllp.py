@@ -42,7 +42,7 @@ from tests.hl7.helpers import (
     stay,
     stays_of,
 )
-from tests.live import alive, children, free_port
+from tests.live import alive, children, connections_of, free_port
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -701,10 +701,10 @@ async def test_the_luxfact_mllp_command(
 async def test_workers_hold_their_port_against_another_listener(
     client: httpx.AsyncClient, hospitals: Hospitals, cli_env: dict[str, str]
 ) -> None:
-    """Workers share their port (SO_REUSEPORT), which the kernel would let any process of
-    the same user join: a second listener with workers on the port, here for another
-    hospital, is refused instead of silently taking a share of the first one's messages.
-    Workers whose supervisor is killed outright stop, and free the port."""
+    """The supervisor claims the port and listens alone: a second listener with workers on
+    the port, here for another hospital, is refused, and so is a worker started by hand.
+    Connections opened at once are shared evenly between the workers. Workers whose
+    supervisor is killed outright stop, and the port is free again."""
     a, b, port = hospitals.a, hospitals.b, free_port()
     first = await _command(cli_env, "--port", str(port), "--tenant", a.slug, "--workers", "2")
     started = [first]
@@ -722,17 +722,26 @@ async def test_workers_hold_their_port_against_another_listener(
             return stderr
 
         assert b"claimed by another luxfact server" in await refused("--workers", "2")
-        # A worker started by hand with a descriptor that is not the claim.
-        assert b"not the claim" in await refused("--claim-fd", "0")
+        # A worker started by hand, with a descriptor that is no supervisor's hand-off.
+        assert b"not the hand-off socket" in await refused(
+            "--handoff-fd", "0", "--supervisor", str(os.getpid()))
         matricules = [m.new_matricule() for _ in range(12)]
-        for n, matricule in enumerate(matricules):  # a connection each: spread by the kernel
+        for n, matricule in enumerate(matricules[:4]):  # one after the other
             conn = await Connection.open(port)
             assert code(await conn.send(m.admit(f"W{n}", matricule, f"VW{n}"))) == "AA"
             await conn.close()
-        assert len(await messages(client, a, limit="50")) == 12
-        assert await messages(client, b) == []
+        # Eight open at once (an HL7 sender keeps its connections): four for each worker.
+        conns = [await Connection.open(port) for _ in range(8)]
+        for n, conn in enumerate(conns, 4):
+            ack = await conn.send(m.admit(f"W{n}", matricules[n], f"VW{n}"))
+            assert code(ack) == "AA"
         workers = children(first.pid)
         assert len(workers) == 2
+        assert [connections_of(pid, port) for pid in workers] == [4, 4]
+        for conn in conns:
+            await conn.close()
+        assert len(await messages(client, a, limit="50")) == 12
+        assert await messages(client, b) == []
         first.kill()  # SIGKILL: the supervisor passes nothing on
         await first.wait()
         for _ in range(100):
@@ -777,7 +786,7 @@ def test_a_signal_while_a_worker_starts_still_reaches_it(
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     started = time.monotonic()
     try:
-        code = command._supervise(2, free_port(), [])
+        code = command._supervise(2, "127.0.0.1", free_port(), [])
     finally:
         signal.signal(signal.SIGTERM, handlers[0])
         signal.signal(signal.SIGINT, handlers[1])
