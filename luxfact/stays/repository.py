@@ -161,8 +161,15 @@ class StayRepository:
         return list((await self.session.execute(MOVEMENTS, {
             "tenant_id": self.tenant_id, "stay_id": stay_id})).scalars().all())
 
-    async def insert_movement(self, values: dict[str, Any]) -> None:
-        await self.session.execute(INSERT_MOVEMENT, {"tenant_id": self.tenant_id, **values})
+    async def insert_movement(self, values: dict[str, Any],
+                              event: dict[str, Any] | None = None) -> None:
+        """The movement, and with it its audit event (`event_values`) when given: one
+        statement on PostgreSQL (`insert_recorded`)."""
+        if event is None:
+            await self.session.execute(INSERT_MOVEMENT, {"tenant_id": self.tenant_id, **values})
+        else:
+            await insert_recorded(self.session, M, {"tenant_id": self.tenant_id, **values},
+                                  event)
 
     async def mark_cancelled(self, movement_id: uuid.UUID, by: uuid.UUID) -> None:
         await self.session.execute(update(M).where(M.c.tenant_id == self.tenant_id,

@@ -145,6 +145,9 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
     if stay.state == "closed":
         raise Conflict("The stay is closed (fully billed): credit its invoices first.")
     seq = len(history) + 1
+    # The movement's audit event goes in with it (one statement on PostgreSQL).
+    audit = event_values(f"stay.{data.type}", "stay", stay_id, {"seq": seq},
+                         tenant_id=tenant_id)
     if data.type in rules.CANCELS:
         target = next((e for e in events if e.id == data.cancels), None)
         rules.check_cancel(data.type, target, last)
@@ -155,7 +158,7 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
             await require_not_invoiced(session, tenant_id, stay_id,
                                        "cancelling the admission")
         values = _movement(stay_id, seq, data.type, data.at, cancels=target.id)
-        await repo.insert_movement(values)
+        await repo.insert_movement(values, audit)
         await repo.mark_cancelled(target.id, values["id"])  # type: ignore[arg-type]
         remaining = [e for e in events if e.id != target.id]
         if data.type == "cancel_admit":
@@ -176,7 +179,7 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         await _check_against_acts(repo, stay, event, position)
         values = _movement(stay_id, seq, data.type, data.at, data.unit, data.room, data.bed,
                            data.room_class or "")
-        await repo.insert_movement(values)
+        await repo.insert_movement(values, audit)
         new = rules.replay(initial_for(stay), [*events, rules.Event(
             values["id"], data.type, data.at, data.unit, data.room, data.bed,
             data.room_class or "")])
@@ -185,8 +188,6 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         "discharged_at": new.discharged_at, "unit": new.unit, "room": new.room,
         "bed": new.bed, "room_class": new.room_class, "updated_at": utcnow()}
     await repo.update_stay(stay_id, changes)
-    await record(session, f"stay.{data.type}", "stay", stay_id, {"seq": seq},
-                 tenant_id=tenant_id)
     if data.type in ("admit", "discharge"):
         what = "admitted" if data.type == "admit" else "discharged"
         await emit(session, tenant_id, f"stay.{what}", {

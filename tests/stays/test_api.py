@@ -75,6 +75,15 @@ async def test_admit_transfer_discharge_and_history(
     body = out.json()
     assert body["state"] == "discharged" and body["discharged_at"] == "2026-03-05T10:00:00Z"
     assert [m["type"] for m in body["movements"]] == ["admit", "transfer", "discharge"]
+    # Each movement audited with it, by the clerk who recorded it.
+    events = (await client.get(f"/api/v1/audit-events?object_id={stay['id']}",
+                               headers=hospitals.a.auth(Role.admin))).json()["items"]
+    moves = sorted((e["action"], e["details"]["seq"], e["actor"]) for e in events
+                   if e["action"] in ("stay.transfer", "stay.discharge"))
+    clerk = {e["actor"] for e in events if e["action"] == "stay.admit"}
+    assert [(action, seq) for action, seq, _ in moves] == [("stay.discharge", 3),
+                                                          ("stay.transfer", 2)]
+    assert {actor for _, _, actor in moves} == clerk and len(clerk) == 1
     for role in (Role.clerk, Role.billing, Role.integration):
         assert (await client.get(f"/api/v1/stays/{stay['id']}",
                                  headers=hospitals.b.auth(role))).status_code == 404
