@@ -12,6 +12,7 @@ from luxfact.kit.errors import ValidationFailed
 from luxfact.webhooks import addresses, service
 from luxfact.webhooks.schemas import (
     DeliveryOut,
+    SecretIn,
     WebhookCreated,
     WebhookIn,
     WebhookOut,
@@ -39,7 +40,7 @@ async def create_webhook(ctx: Ctx) -> Response:
     await _checked_url(str(data.url))
     row = await service.create_endpoint(
         ctx.session, ctx.tenant_id, url=str(data.url), events=list(data.events),
-        description=data.description, created_by=ctx.principal.actor)
+        description=data.description, created_by=ctx.principal.actor, secret=data.secret)
     out = WebhookCreated(**_out(row).model_dump(), secret=row.secret)
     return json_response(out, 201, headers={"Cache-Control": "no-store",
                                              "Location": f"/api/v1/webhooks/{row.id}"})
@@ -70,10 +71,16 @@ async def update_webhook(ctx: Ctx) -> Response:
     return json_response(_out(row))
 
 
-@endpoint(Role.admin, response=WebhookCreated)
+@endpoint(Role.admin, body=SecretIn, response=WebhookCreated)
 async def rotate_webhook_secret(ctx: Ctx) -> Response:
-    """A new signing secret, in this response only; the old one signs nothing more."""
-    row = await service.rotate_secret(ctx.session, ctx.tenant_id, ctx.path_uuid("webhook_id"))
+    """A new signing secret, in this response only; the old one signs nothing more. The
+    body is optional: `{"secret": ...}` sets the one the receiver was given, else one is
+    made."""
+    given = None
+    if await ctx.request.body():
+        given = (await ctx.body(SecretIn)).secret
+    row = await service.rotate_secret(ctx.session, ctx.tenant_id, ctx.path_uuid("webhook_id"),
+                                      given)
     out = WebhookCreated(**_out(row).model_dump(), secret=row.secret)
     return json_response(out, headers={"Cache-Control": "no-store"})
 

@@ -9,8 +9,14 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from luxfact.kit.types import PlainText
 from luxfact.webhooks.service import EventType
 
+# A secret the administrator gives (the receiver has one already): long enough not to be
+# guessed, printable, no spaces (it is pasted between systems).
+SECRET = Field(default=None, min_length=32, max_length=200, pattern=r"^[!-~]+$",
+               description="The signing secret, when the receiver has one already: 32 to "
+               "200 printable ASCII characters, no spaces. Left out, one is made (`whsec_…`).")
 
-class WebhookIn(BaseModel):
+
+class _Endpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: AnyHttpUrl = Field(description="Where the events are POSTed (https in production)")
     events: list[EventType] = Field(min_length=1, max_length=20)
@@ -33,7 +39,16 @@ class WebhookIn(BaseModel):
         return value
 
 
-class WebhookPatch(WebhookIn):
+class WebhookIn(_Endpoint):
+    secret: str | None = SECRET
+
+
+class SecretIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: str | None = SECRET
+
+
+class WebhookPatch(_Endpoint):
     """What may change of an endpoint: its URL, its events, its description (each left as
     it is when not given). Its secret changes by rotation (`.../rotate-secret`)."""
 

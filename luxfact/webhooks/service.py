@@ -68,14 +68,15 @@ async def emit(session: AsyncSession, tenant_id: uuid.UUID, event_type: str,
 
 async def create_endpoint(session: AsyncSession, tenant_id: uuid.UUID, *, url: str,
                           events: list[str], description: str,
-                          created_by: str | None) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secret=new_secret(),
+                          created_by: str | None, secret: str | None = None) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint(tenant_id=tenant_id, url=url, secret=secret or new_secret(),
                                events=sorted(set(events)), description=description,
                                created_by=created_by)
     session.add(endpoint)
     await session.flush()
     await record(session, "webhook.create", "webhook_endpoint", endpoint.id,
-                 {"url": url, "events": endpoint.events}, tenant_id=tenant_id)
+                 {"url": url, "events": endpoint.events, "secret_given": secret is not None},
+                 tenant_id=tenant_id)
     return endpoint
 
 
@@ -117,15 +118,16 @@ async def update_endpoint(session: AsyncSession, tenant_id: uuid.UUID,
 
 
 async def rotate_secret(session: AsyncSession, tenant_id: uuid.UUID,
-                        endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    """A new signing secret, at once: every delivery sent from now on, retries of older
-    events included, is signed with it (the secret is read when a delivery is sent)."""
+                        endpoint_id: uuid.UUID, secret: str | None = None) -> WebhookEndpoint:
+    """A new signing secret (the one given, or one made), at once: every delivery sent from
+    now on, retries of older events included, is signed with it (the secret is read when a
+    delivery is sent)."""
     endpoint = await get_endpoint(session, tenant_id, endpoint_id)
     if not endpoint.active:
         raise Conflict("This endpoint is disabled: create a new one.")
-    await _update_active(session, tenant_id, endpoint_id, {"secret": new_secret()})
-    await record(session, "webhook.rotate_secret", "webhook_endpoint", endpoint_id, {},
-                 tenant_id=tenant_id)
+    await _update_active(session, tenant_id, endpoint_id, {"secret": secret or new_secret()})
+    await record(session, "webhook.rotate_secret", "webhook_endpoint", endpoint_id,
+                 {"secret_given": secret is not None}, tenant_id=tenant_id)
     await session.refresh(endpoint)
     return endpoint
 

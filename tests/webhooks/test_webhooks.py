@@ -283,6 +283,46 @@ async def test_an_endpoint_is_changed_and_its_secret_rotated(
     assert (await client.post(f"{url}/rotate-secret", headers=admin)).status_code == 409
 
 
+async def test_the_administrator_may_give_the_secret(
+        client: httpx.AsyncClient, hospitals: Hospitals, app_db: Database,
+        receiver: Receiver) -> None:
+    """A receiver configured with a secret already: given at creation or at rotation, it
+    signs the deliveries; too short, with spaces, or on a PATCH it is refused; never kept in
+    the audit trail."""
+    admin = hospitals.a.auth(Role.admin)
+    given = "receiver-side-secret-0123456789-abcdef"
+    for secret, why in (("short-secret", "at least 32"), ("a" * 20 + " " * 2 + "b" * 20,
+                                                          "pattern")):
+        refused = await client.post("/api/v1/webhooks", json={
+            "url": receiver.url, "events": ["stay.admitted"], "secret": secret},
+            headers=admin)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "secret"
+        assert why in refused.json()["errors"][0]["reason"]
+    created = await client.post("/api/v1/webhooks", json={
+        "url": receiver.url, "events": ["stay.admitted"], "secret": given}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["secret"] == given
+    await admit(client, hospitals.a)
+    await drain(Worker(app_db, tenants=[hospitals.a.id]))
+    [request] = receiver.requests
+    assert deliver.verify(given, request.headers["luxfact-signature"], request.body)
+    url = f"/api/v1/webhooks/{created.json()['id']}"
+    again = given[::-1]
+    rotated = await client.post(f"{url}/rotate-secret", json={"secret": again}, headers=admin)
+    assert rotated.status_code == 200 and rotated.json()["secret"] == again
+    await admit(client, hospitals.a)
+    await drain(Worker(app_db, tenants=[hospitals.a.id]))
+    assert deliver.verify(again, receiver.requests[-1].headers["luxfact-signature"],
+                          receiver.requests[-1].body)
+    made = await client.post(f"{url}/rotate-secret", headers=admin)  # no body: one is made
+    assert made.status_code == 200 and made.json()["secret"].startswith("whsec_")
+    trail = (await client.get("/api/v1/audit-events", params={"object_id": created.json()["id"]},
+                              headers=admin)).json()["items"]
+    assert sorted(e["details"].get("secret_given") for e in trail) == [False, True, True]
+    assert given not in json.dumps(trail) and again not in json.dumps(trail)
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("change", ["update", "rotate"])
 async def test_an_endpoint_disabled_meanwhile_is_not_changed(
