@@ -25,7 +25,7 @@ from luxfact.stays import movements as rules
 from luxfact.stays import service
 from luxfact.stays.models import Act, Movement, Stay
 from luxfact.stays.repository import StayRepository
-from luxfact.stays.schemas import ActIn, ActPatch, MovementIn
+from luxfact.stays.schemas import ActIn, ActPatch, MovementIn, StayPatch
 from luxfact.tariffs import catalogue as cat
 from luxfact.tariffs import pricing
 from luxfact.tariffs import service as tariffs
@@ -222,6 +222,44 @@ async def cancel_movement(desk: Desk) -> Response:
                        idem=clerk.fresh_idem(desk))
 
 
+# --- the stay's kind and doctors -------------------------------------------------------------
+
+STAY_FIELDS = ("kind", "admitting_doctor", "attending_doctor")
+
+
+@page(Role.clerk)
+async def edit_stay(desk: Desk) -> Response:
+    """Correct the stay's kind (its acts not yet invoiced are priced again) or doctors, as
+    `PATCH /api/v1/stays/{id}` does."""
+    stay = await _stay(desk, lock=desk.form is not None)
+    values = clerk.page_values(desk, {
+        "kind": stay.kind, "admitting_doctor": stay.admitting_doctor or "",
+        "attending_doctor": stay.attending_doctor or "", "version": str(stay.version)}) | {
+        "idem": clerk.fresh_idem(desk)}
+    status = 200
+    if desk.form is not None:
+        try:
+            sent = {name: values[name].strip() or None for name in STAY_FIELDS}
+            checked = clerk.validated(StayPatch, sent)
+            stale = values["version"] != str(stay.version)
+
+            async def make() -> str:
+                # A second submit of the same form goes where the first went.
+                if stale:
+                    raise Conflict("The stay changed meanwhile: reload and retry.")
+                await service.change_stay(desk.session, desk.tenant_id, stay, checked)
+                return f"/desk/stays/{stay.id}"
+
+            return await desk.once(make)
+        except (ValidationFailed, Conflict) as error:
+            clerk.report(desk, error, STAY_FIELDS)
+            status = error.status
+    patient = await patients.read_patient(desk.session, desk.tenant_id, stay.patient_id)
+    return desk.render("desk/clerk/stay_form.html", status=status, **clerk.render_values(desk),
+                       stay=stay, patient=patient, values=values,
+                       kinds=clerk.options(desk, clerk.STAY_KINDS))
+
+
 # --- acts --------------------------------------------------------------------------------------
 
 _SEPARATORS = re.compile(r"[\s,;]+")
@@ -405,6 +443,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/desk/stays", stays_in_house, methods=["GET"]),
         Route("/desk/stays/{stay_id}", stay_page, methods=["GET"]),
+        Route("/desk/stays/{stay_id}/edit", edit_stay, methods=both),
         Route("/desk/stays/{stay_id}/transfer", transfer, methods=both),
         Route("/desk/stays/{stay_id}/discharge", discharge, methods=both),
         Route("/desk/stays/{stay_id}/admit", admit_planned, methods=both),

@@ -99,6 +99,15 @@ async def test_the_clerks_day(browser: Browser, desk_url: str, owner_db: Databas
     await expect(acts.nth(1)).to_contain_text("N101")
     await screens.shot(page, "stay with three acts")
 
+    # The attending doctor, forgotten at the admission, is added.
+    await page.get_by_role("link", name="Correct the kind or the doctors").click()
+    await expect(page.locator("h1")).to_contain_text("Correct the stay")
+    await page.fill("#f-stay-attending_doctor", "23456789")
+    await submit(page, "Save the corrections")
+    await expect(page.locator("body")).to_contain_text("Attending doctor")
+    await expect(page.locator("body")).to_contain_text("23456789")
+    await expect(acts).to_have_count(3)
+
     await page.fill("#f-transfer-at", "2026-11-21T14:00")
     await page.fill("#f-transfer-unit", "CHIR")
     await page.fill("#f-transfer-room", "204")

@@ -159,6 +159,8 @@ PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("POST", "/desk/stays/{stay_id}/cancel-movement"): {"clerk"},
     ("GET", "/desk/stays/{stay_id}/discharge"): {"clerk"},
     ("POST", "/desk/stays/{stay_id}/discharge"): {"clerk"},
+    ("GET", "/desk/stays/{stay_id}/edit"): {"clerk"},
+    ("POST", "/desk/stays/{stay_id}/edit"): {"clerk"},
     ("GET", "/desk/stays/{stay_id}/transfer"): {"clerk"},
     ("POST", "/desk/stays/{stay_id}/transfer"): {"clerk"},
     ("POST", "/language"): {PUBLIC},

@@ -432,6 +432,51 @@ async def test_cancel_the_admission(app: object, owner_db: Database,
         assert stay_url not in (await clerk.get("/desk/stays")).text
 
 
+async def test_correct_the_kind_and_doctors_of_a_stay(app: object, owner_db: Database,
+                                                      hospitals: Hospitals) -> None:
+    """The desk's form of `PATCH /api/v1/stays/{id}`: a new kind prices the acts again,
+    doctors are set or removed; a bad code or a stale form says why and changes nothing."""
+    async with signed_in(app, owner_db, hospitals.a, Role.clerk) as clerk:
+        patient_url = await create_patient(clerk)
+        await add_coverage(clerk, patient_url)
+        stay_url = await admit(clerk, patient_url, kind="outpatient")
+        done = await post_form(clerk, f"{stay_url}/acts/new", code="C1",
+                               performed_at="2026-03-02T10:00", quantity="1",
+                               performer="12345678")
+        assert done.status_code == 303, done.text
+        before = await clerk.get(stay_url)
+        assert f'href="{stay_url}/edit"' in before.text
+        price = re.search(r'<tr id="act-[^"]+">(.*?)</tr>', before.text, re.DOTALL)
+        assert price
+        form = await clerk.get(f"{stay_url}/edit")
+        assert form.status_code == 200 and "Corriger le séjour" in form.text
+        assert '<option value="outpatient" selected>' in form.text
+        bad = await post_form(clerk, f"{stay_url}/edit", kind="inpatient",
+                              attending_doctor="123")
+        assert bad.status_code == 422 and "8 chiffres" in error_of(bad, "attending_doctor")
+        assert 'value="123"' in bad.text
+        stale = await clerk.post(f"{stay_url}/edit", data={
+            "csrf": csrf_of(form), "idem": str(uuid.uuid4()), "version": "0",
+            "kind": "inpatient"})
+        assert stale.status_code == 409 and "a changé entre-temps" in stale.text
+        changed = await post_form(clerk, f"{stay_url}/edit", kind="inpatient",
+                                  attending_doctor="23456789")
+        assert changed.status_code == 303 and changed.headers["location"] == stay_url
+        after = await clerk.get(stay_url)
+        kind = re.search(r"<dt>Type</dt><dd>([^<·]*)", after.text)
+        assert kind and kind.group(1).strip() == "Hospitalisation", after.text[:200]
+        assert "23456789" in after.text
+        repriced = re.search(r'<tr id="act-[^"]+">(.*?)</tr>', after.text, re.DOTALL)
+        assert repriced and repriced.group(1) != price.group(1)
+        removed = await post_form(clerk, f"{stay_url}/edit", kind="inpatient",
+                                  attending_doctor="")
+        assert removed.status_code == 303
+        assert "23456789" not in (await clerk.get(stay_url)).text
+    async with signed_in(app, owner_db, hospitals.a, Role.billing) as billing:
+        assert f"{stay_url}/edit" not in (await billing.get(stay_url)).text
+        assert (await billing.get(f"{stay_url}/edit")).status_code == 403
+
+
 async def test_stays_in_the_house_newest_first_by_pages(
     app: object, owner_db: Database, hospitals: Hospitals, monkeypatch: pytest.MonkeyPatch
 ) -> None:
