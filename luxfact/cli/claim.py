@@ -6,7 +6,9 @@ readily: a second server started on the port (another hospital's MLLP listener, 
 database's web server) would silently take a share of the connections. So a server claims
 the port first by binding a name only one socket of the machine can hold, in Linux's
 abstract socket namespace: released when the last process holding it ends, by whatever
-death, with no file to clean up.
+death, with no file to clean up. (`luxfact mllp --workers` listens alone and hands the
+connections over, luxfact/kit/handoff.py; it claims its port all the same, so that a second
+server on it is refused with the same words.)
 """
 
 import os
