@@ -228,15 +228,30 @@ async def change_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
     if "kind" in changes:
         await require_not_invoiced(session, tenant_id, stay.id, "changing its kind")
         live = await repo.acts(stay.id, include_cancelled=False)
-    await repo.update_stay(stay.id, {**changes, "updated_at": utcnow()})
-    if "kind" in changes:
-        await record(session, "stay.change_kind", "stay", stay.id,
-                     {"from": stay.kind, "to": changes["kind"]}, tenant_id=tenant_id)
-    if doctors := sorted(set(changes) - {"kind"}):
-        await record(session, "stay.update", "stay", stay.id, {"fields": doctors},
-                     tenant_id=tenant_id)
-    repriced = [(await act_service.update_act(session, tenant_id, act,
-                                              ActPatch(reprice=True))).id for act in live]
+    repriced = []
+    # All or nothing, whatever the caller does with the error (the desk shows it and its
+    # request commits): the kind is written first, for the acts to be priced under it.
+    async with session.begin_nested():
+        await repo.update_stay(stay.id, {**changes, "updated_at": utcnow()})
+        if "kind" in changes:
+            await record(session, "stay.change_kind", "stay", stay.id,
+                         {"from": stay.kind, "to": changes["kind"]}, tenant_id=tenant_id)
+        if doctors := sorted(set(changes) - {"kind"}):
+            await record(session, "stay.update", "stay", stay.id, {"fields": doctors},
+                         tenant_id=tenant_id)
+        for act in live:
+            try:
+                repriced.append((await act_service.update_act(
+                    session, tenant_id, act, ActPatch(reprice=True))).id)
+            except ValidationFailed as error:
+                # Said of the stay's kind, which the caller sent, not of the act's code.
+                why = "; ".join(str(item.get("reason", "")) for item in error.errors
+                                if item.get("reason")) or error.detail
+                reason = f"act {act.code} of {local_day(act.performed_at)}: {why}"
+                raise ValidationFailed(
+                    f"The stay cannot become {changes['kind']}: {reason}. Correct or "
+                    "cancel that act first.", errors=[{"field": "kind", "reason": reason}],
+                    act_id=str(act.id)) from None
     return await get_stay(session, tenant_id, stay.id), repriced
 
 

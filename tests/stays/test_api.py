@@ -435,3 +435,28 @@ async def test_the_kind_of_an_invoiced_stay_does_not_change(
     doctor = await client.patch(url, json={"admitting_doctor": "34567890"}, headers={
         **hospitals.a.auth(Role.clerk), "If-Match": f'"{stay["version"]}"'})
     assert doctor.status_code == 200 and doctor.json()["kind"] == "inpatient"
+
+
+async def test_a_kind_its_acts_cannot_have_is_refused_whole(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """F20 is billed on inpatient stays only: the stay does not become outpatient, its act
+    keeps its price, the refusal names the kind and the act; on the desk, whose request
+    commits after showing the error, nothing is kept either."""
+    stay = await admit(client, hospitals.a)
+    recorded = await act(client, hospitals.a, stay, code="F20", performer="12345678",
+                         specialty="internal_medicine")
+    assert recorded.status_code == 201, recorded.text
+    url = f"/api/v1/stays/{stay['id']}"
+    refused = await client.patch(url, json={"kind": "outpatient"}, headers={
+        **hospitals.a.auth(Role.clerk), "If-Match": f'"{stay["version"]}"'})
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert error["field"] == "kind" and "F20" in error["reason"]
+    assert refused.json()["act_id"] == recorded.json()["id"]
+    read = await client.get(url, headers=hospitals.a.auth(Role.clerk))
+    assert (read.json()["kind"], read.json()["version"]) == ("inpatient", stay["version"])
+    [kept] = (await client.get(f"{url}/acts", headers=hospitals.a.auth(Role.clerk))
+              ).json()["items"]
+    assert (kept["version"], kept["gross"]) == (recorded.json()["version"],
+                                                recorded.json()["gross"])

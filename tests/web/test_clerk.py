@@ -472,6 +472,17 @@ async def test_correct_the_kind_and_doctors_of_a_stay(app: object, owner_db: Dat
                                   attending_doctor="")
         assert removed.status_code == 303
         assert "23456789" not in (await clerk.get(stay_url)).text
+        # F20 is billed on inpatient stays only: refused, and nothing kept of the change
+        # (the desk's request commits after showing the error).
+        done = await post_form(clerk, f"{stay_url}/acts/new", code="F20",
+                               performed_at="2026-03-02T11:00", quantity="1",
+                               performer="12345678", specialty="internal_medicine")
+        assert done.status_code == 303, done.text
+        refused = await post_form(clerk, f"{stay_url}/edit", kind="outpatient")
+        assert refused.status_code == 422 and "F20" in error_of(refused, "kind")
+        kept = await clerk.get(stay_url)
+        kind = re.search(r"<dt>Type</dt><dd>([^<·]*)", kept.text)
+        assert kind and kind.group(1).strip() == "Hospitalisation"
     async with signed_in(app, owner_db, hospitals.a, Role.billing) as billing:
         assert f"{stay_url}/edit" not in (await billing.get(stay_url)).text
         assert (await billing.get(f"{stay_url}/edit")).status_code == 403
