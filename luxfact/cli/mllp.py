@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import typer
 import uvloop
@@ -139,6 +140,7 @@ def _dispatch(listening: socket.socket, pairs: list[socket.socket],
     wake_write.setblocking(False)
     # A signal's handler runs between two statements; this wakes the select it came in.
     previous = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
+    paused_until = 0.0  # accepting paused (no descriptor left) until then
     with selectors.DefaultSelector() as selector:
         selector.register(listening, selectors.EVENT_READ, -1)
         selector.register(wake_read, selectors.EVENT_READ, -2)
@@ -147,12 +149,22 @@ def _dispatch(listening: socket.socket, pairs: list[socket.socket],
             selector.register(sock, selectors.EVENT_READ, index)
         try:
             while not stopping:
-                for key, _ in selector.select():
-                    if key.data == -1:
-                        dispatcher.accept()
+                timeout = None
+                if paused_until:
+                    timeout = paused_until - time.monotonic()
+                    if timeout <= 0:
+                        selector.register(listening, selectors.EVENT_READ, -1)
+                        paused_until, timeout = 0.0, None
+                for key, _ in selector.select(timeout):
+                    if key.data == -1 and not dispatcher.accept():
+                        print("warning: cannot accept connections (no file descriptor or "
+                              f"memory left): paused {handoff.PAUSE:g} s", file=sys.stderr,
+                              flush=True)
+                        selector.unregister(listening)
+                        paused_until = time.monotonic() + handoff.PAUSE
                     elif key.data == -2:
                         wake_read.recv(64)
-                    elif not dispatcher.notices(key.data):
+                    elif key.data >= 0 and not dispatcher.notices(key.data):
                         return  # a worker is gone: the others stop
         finally:
             signal.set_wakeup_fd(previous)

@@ -131,6 +131,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         sock.setblocking(False)
         self.handoff = sock
+        notices = handoff.Notices(sock)
         gone: asyncio.Future[None] = loop.create_future()
 
         def receive() -> None:
@@ -139,27 +140,30 @@ class Listener:
                     data, fds, _, _ = socket.recv_fds(sock, 16, 4)
                 except (BlockingIOError, InterruptedError):
                     return
-                except OSError:
+                except OSError as error:
+                    log.error("mllp hand-off socket failed: %s", error)
                     data, fds = b"", []
                 if not data and not fds:  # the supervisor is gone
                     loop.remove_reader(sock.fileno())
                     if not gone.done():
                         gone.set_result(None)
                     return
+                if not fds:  # its descriptor lost on the way (none left here): ended
+                    notices.ended_one()
                 for fd in fds:
                     conn = socket.socket(fileno=fd)
                     if self.closing:
                         conn.close()
-                        handoff.closed(sock)
+                        notices.ended_one()
                     else:
-                        task = loop.create_task(self._handed(conn, sock))
+                        task = loop.create_task(self._handed(conn, notices))
                         self.handed.add(task)  # a reference, until it ends
                         task.add_done_callback(self.handed.discard)
 
         loop.add_reader(sock.fileno(), receive)
         return gone
 
-    async def _handed(self, conn: socket.socket, sock: socket.socket) -> None:
+    async def _handed(self, conn: socket.socket, notices: handoff.Notices) -> None:
         try:
             reader, writer = await asyncio.open_connection(sock=conn, limit=READ_SIZE)
         except OSError:
@@ -170,7 +174,7 @@ class Listener:
             else:
                 await self._connection(reader, writer)
         finally:
-            handoff.closed(sock)
+            notices.ended_one()
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening; connections are closed once their message in progress is
