@@ -1,5 +1,6 @@
 """/api/v1/hl7: HL7 v2 messages over HTTP, and the log of messages received."""
 
+from starlette.requests import Request
 from starlette.responses import Response
 
 from luxfact.audit.service import record
@@ -13,6 +14,7 @@ from luxfact.kit.errors import UnsupportedMediaType
 
 ER7 = "x-application/hl7-v2+er7"
 MEDIA_TYPES = (ER7, "text/plain", "application/hl7-v2+er7", "application/hl7-v2")
+_BODY = "luxfact.hl7_body"
 
 
 def raw_text(raw: bytes) -> str:
@@ -27,20 +29,22 @@ def message_out(row: object, with_raw: bool) -> MessageOut:
     return MessageOut(**data, raw=raw_text(row.raw) if with_raw else None)  # type: ignore[attr-defined]
 
 
-async def _read_body(ctx: Ctx) -> tuple[bytes, int]:
-    """The body's first bytes, up to one more than a message may have, and its size: a
-    larger body is read to its end (LUXFACT_MAX_HL7_BODY_BYTES bounds it) and not held."""
+async def _read_body(request: Request) -> None:
+    """The body's first bytes, up to one more than a message may have, and its size, kept in
+    the request's scope (`request.state` may be shared between requests: the lifespan's): a
+    larger body is read to its end (LUXFACT_MAX_HL7_BODY_BYTES bounds it) and not held.
+    Read before the transaction opens."""
     head, size = bytearray(), 0
-    async for chunk in ctx.request.stream():
+    async for chunk in request.stream():
         size += len(chunk)
         if len(head) <= parse.MAX_BYTES:
             head += chunk[:parse.MAX_BYTES + 1 - len(head)]
-    return bytes(head), size
+    request.scope[_BODY] = (bytes(head), size)
 
 
 # Documented as text/plain (what every HTTP client and tool knows); ER7's own media type is
 # accepted the same way.
-@endpoint(Role.integration, Role.admin, raw_body="text/plain")
+@endpoint(Role.integration, Role.admin, raw_body="text/plain", read_first=_read_body)
 async def receive_message(ctx: Ctx) -> Response:
     """Deliver one HL7 v2 message (ER7, `x-application/hl7-v2+er7` or `text/plain`).
 
@@ -51,7 +55,7 @@ async def receive_message(ctx: Ctx) -> Response:
     media = ctx.request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in MEDIA_TYPES:
         raise UnsupportedMediaType(f"Send one HL7 v2 message as {ER7} or text/plain.")
-    body, size = await _read_body(ctx)
+    body, size = ctx.request.scope[_BODY]
     parsed: parse.Parsed | None = None
     rejection: parse.Rejected | None = None
     if size > parse.MAX_BYTES:  # as over MLLP: answered AR, its beginning kept

@@ -166,9 +166,14 @@ def endpoint(
     query: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
     status: int = 200, etag: bool = False, also: tuple[tuple[int, str], ...] = (),
     raw_body: str | None = None,
+    read_first: Callable[[Request], Awaitable[None]] | None = None,
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Declare an endpoint: the roles allowed, whether it honours Idempotency-Key, and the
-    schemas of its body, query and response (the OpenAPI document is made from them)."""
+    schemas of its body, query and response (the OpenAPI document is made from them).
+
+    `read_first` reads a raw body before the transaction opens (keeping what it needs in
+    `request.scope`): a slow upload then holds no pooled connection, nor SQLite's only
+    write lock."""
     allowed = frozenset(roles)
     doc = EndpointDoc(allowed, idempotent, body, query, response, status, etag, also,
                       raw_body)
@@ -184,6 +189,8 @@ def endpoint(
                 raise Unauthenticated("The API key is malformed.", headers=_WWW_AUTH)
             info.tenant_id = parsed[0]
             db: Database = request.state.db
+            if read_first is not None:
+                await read_first(request)
             key = idempotency.request_key(request) if idempotent else None
             if key is None:
                 return await _run(request, db, key, parsed[0], key_text)

@@ -33,6 +33,7 @@ from tests.hl7.helpers import (
     stay,
     stays_of,
 )
+from tests.patients.test_api import create as create_patient
 
 pytestmark = pytest.mark.usefixtures("catalogue")
 
@@ -113,6 +114,33 @@ async def test_a_message_of_10_mb_is_answered_ar_as_over_mllp(
     assert kept[0]["raw"].startswith("MSH|")
     again = await send(client, hospitals.a, m.admit("BIGHTTP", matricule, "V1"))
     assert code(again) == "AA"
+
+
+async def test_a_slow_upload_holds_up_no_other_request(
+    client: httpx.AsyncClient, hospitals: Hospitals
+) -> None:
+    """The message is read before its transaction opens: while a sender trickles one in,
+    another request writes at once (on SQLite an open transaction holds the only write
+    lock; on PostgreSQL it holds a pooled connection idle)."""
+    raw = m.admit("SLOW", m.new_matricule(), "V1")
+    arrived = asyncio.Event()
+
+    async def trickle():  # type: ignore[no-untyped-def]
+        yield raw[:20]
+        arrived.set()
+        await asyncio.sleep(2.0)
+        yield raw[20:]
+
+    sending = asyncio.create_task(client.post("/api/v1/hl7/v2", content=trickle(), headers={
+        **hospitals.a.auth(Role.integration), "content-type": ER7}))
+    await asyncio.wait_for(arrived.wait(), 5)
+    await asyncio.sleep(0.2)  # the endpoint is reading the body by now
+    started = asyncio.get_running_loop().time()
+    await create_patient(client, hospitals.b)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert not sending.done()
+    ack = (await sending).text
+    assert code(ack) == "AA"
 
 
 async def test_a_body_over_the_hl7_limit_is_413(settings: Settings, hospitals: Hospitals) -> None:
