@@ -4,7 +4,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, insert
+from sqlalchemy import Insert, Table, Update, bindparam, insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.models import AuditEvent
@@ -44,18 +44,25 @@ async def record(
 
 
 async def insert_recorded(session: AsyncSession, table: Table, values: dict[str, Any],
-                          event: dict[str, Any]) -> None:
+                          event: dict[str, Any], *,
+                          also: tuple[Update, dict[str, Any]] | None = None) -> None:
     """Insert a row and its audit event (`event_values`): on PostgreSQL as one statement,
     the row in a data-modifying CTE, so a creation costs one round trip, not two (the
     API's hot path: docs/performance.md). Both or neither, as two statements would be in
-    their transaction; SQLite, in-process, runs the two."""
+    their transaction; SQLite, in-process, runs the two. `also`: a prebuilt UPDATE (its
+    parameters named apart from `r_` and `e_`) and its values, a CTE of the same
+    statement on PostgreSQL (a movement's stay)."""
     if session.get_bind().dialect.name != "postgresql":
         await session.execute(_insert(table), values)
         await session.execute(INSERT, event)
+        if also is not None:
+            await session.execute(*also)
         return
-    statement = _insert_with_event(table, tuple(values))
+    statement = _insert_with_event(table, tuple(values), also[0] if also else None)
     params = {f"r_{name}": value for name, value in values.items()}
     params.update({f"e_{name}": value for name, value in event.items()})
+    if also is not None:
+        params.update(also[1])
     await session.execute(statement, params)
 
 
@@ -66,12 +73,17 @@ def _insert(table: Table) -> Insert:
 
 
 @lru_cache(maxsize=64)
-def _insert_with_event(table: Table, columns: tuple[str, ...]) -> Insert:
-    """Built once per table and set of columns: its compiled form is then cached."""
+def _insert_with_event(table: Table, columns: tuple[str, ...],
+                       also: Update | None = None) -> Insert:
+    """Built once per table, set of columns and UPDATE (itself prebuilt and cached by its
+    maker): its compiled form is then cached."""
     row = insert(table).values({name: bindparam(f"r_{name}", type_=table.c[name].type)
                                 for name in columns}).cte(f"new_{table.name}")
-    return insert(T).values({c.name: bindparam(f"e_{c.name}", type_=c.type)
-                             for c in T.columns}).add_cte(row)
+    statement = insert(T).values({c.name: bindparam(f"e_{c.name}", type_=c.type)
+                                  for c in T.columns}).add_cte(row)
+    if also is not None:
+        statement = statement.add_cte(also.cte(f"changed_{also.table.name}"))  # type: ignore[attr-defined]
+    return statement
 
 
 async def record_many(session: AsyncSession, events: list[tuple[str, str, uuid.UUID | str,

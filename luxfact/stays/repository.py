@@ -162,14 +162,24 @@ class StayRepository:
             "tenant_id": self.tenant_id, "stay_id": stay_id})).scalars().all())
 
     async def insert_movement(self, values: dict[str, Any],
-                              event: dict[str, Any] | None = None) -> None:
-        """The movement, and with it its audit event (`event_values`) when given: one
-        statement on PostgreSQL (`insert_recorded`)."""
+                              event: dict[str, Any] | None = None, *,
+                              stay_changes: dict[str, Any] | None = None) -> None:
+        """The movement, and with it its audit event (`event_values`) and the stay's new
+        state (`update_stay`) when given: one statement on PostgreSQL, the movement and the
+        stay in data-modifying CTEs (`insert_recorded`)."""
+        row = {"tenant_id": self.tenant_id, **values}
         if event is None:
-            await self.session.execute(INSERT_MOVEMENT, {"tenant_id": self.tenant_id, **values})
+            await self.session.execute(INSERT_MOVEMENT, row)
+        elif stay_changes is None or self.session.get_bind().dialect.name != "postgresql":
+            await insert_recorded(self.session, M, row, event)
         else:
-            await insert_recorded(self.session, M, {"tenant_id": self.tenant_id, **values},
-                                  event)
+            await insert_recorded(self.session, M, row, event, also=(
+                _update_stay(tuple(stay_changes)), {
+                    "b_tenant_id": self.tenant_id, "b_stay_id": values["stay_id"],
+                    **{f"v_{name}": value for name, value in stay_changes.items()}}))
+            return
+        if stay_changes is not None:
+            await self.update_stay(values["stay_id"], stay_changes)
 
     async def mark_cancelled(self, movement_id: uuid.UUID, by: uuid.UUID) -> None:
         await self.session.execute(update(M).where(M.c.tenant_id == self.tenant_id,

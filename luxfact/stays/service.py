@@ -179,7 +179,6 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         await _check_against_acts(repo, stay, event, position)
         values = _movement(stay_id, seq, data.type, data.at, data.unit, data.room, data.bed,
                            data.room_class or "")
-        await repo.insert_movement(values, audit)
         new = rules.replay(initial_for(stay), [*events, rules.Event(
             values["id"], data.type, data.at, data.unit, data.room, data.bed,
             data.room_class or "")])
@@ -187,7 +186,10 @@ async def add_movement(session: AsyncSession, tenant_id: uuid.UUID, stay_id: uui
         "state": new.state, "admitted_at": new.admitted_at or stay.admitted_at,
         "discharged_at": new.discharged_at, "unit": new.unit, "room": new.room,
         "bed": new.bed, "room_class": new.room_class, "updated_at": utcnow()}
-    await repo.update_stay(stay_id, changes)
+    if data.type in rules.CANCELS:
+        await repo.update_stay(stay_id, changes)
+    else:  # the movement, its audit event and the stay: one statement on PostgreSQL
+        await repo.insert_movement(values, audit, stay_changes=changes)
     if data.type in ("admit", "discharge"):
         what = "admitted" if data.type == "admit" else "discharged"
         await emit(session, tenant_id, f"stay.{what}", {
