@@ -18,9 +18,10 @@ from luxfact.webhooks import addresses as webhook_addresses
 def worker(
     concurrency: int = typer.Option(4, min=1, max=64, help="Jobs run at once."),
     poll: float = typer.Option(1.0, min=0.05, help="Seconds between looks at the queue."),
-    # At least 30: a staged job's call (a webhook's, 10 s at most) holds no row lock that
-    # shows it alive, so a shorter wait could queue it again while it runs.
-    stuck_after: int = typer.Option(600, min=30, help="Seconds after which a running job "
+    # At least 60: a staged job's call (a webhook's: 10 s for the name's look-up, 10 s for
+    # the exchange) holds no row lock that shows it alive, and the job's clock starts when
+    # it is claimed: a shorter wait could queue it again while it runs.
+    stuck_after: int = typer.Option(600, min=60, help="Seconds after which a running job "
                                                       "whose worker died is queued again."),
     grace: float = typer.Option(30.0, min=0, help="Seconds running jobs get to finish on "
                                                   "SIGTERM before they are released."),

@@ -1,15 +1,17 @@
 """Stay use cases: admit, move, discharge, cancel, and the coverage check. Never commits."""
 
+import contextlib
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from luxfact.audit.service import event_values, record, record_many
 from luxfact.kit import context
-from luxfact.kit.errors import Conflict, NotFound, ValidationFailed
+from luxfact.kit.errors import Conflict, LuxfactError, NotFound, ValidationFailed
 from luxfact.kit.time import LUXEMBOURG, utcnow
 from luxfact.patients.models import Coverage, Patient
 from luxfact.patients.repository import PatientRepository
@@ -214,9 +216,6 @@ async def change_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
     (as the act correction's `reprice`) and is refused once any part of the stay is
     invoiced: its participation and acts would have been billed under the other kind.
     Returns the stay as it now is and the acts priced again."""
-    # Imported here: acts build on stays, not the other way round.
-    from luxfact.stays import acts as act_service
-
     if stay.state in ("cancelled", "closed"):
         raise Conflict(f"The stay is {stay.state}: it cannot change.")
     sent = data.model_dump(exclude_unset=True)
@@ -230,10 +229,28 @@ async def change_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
     if "kind" in changes:
         await require_not_invoiced(session, tenant_id, stay.id, "changing its kind")
         live = await repo.acts(stay.id, include_cancelled=False)
-    repriced = []
+    repriced: list[uuid.UUID] = []
+    try:
+        await _change(session, tenant_id, stay, changes, live, repriced)
+    except LuxfactError:
+        # The savepoint undid the writes; the objects loaded over meanwhile (the caller's
+        # stay, the acts priced before the refusal) are loaded again as they are.
+        await get_stay(session, tenant_id, stay.id)
+        await repo.acts(stay.id, include_cancelled=False)
+        raise
+    return await get_stay(session, tenant_id, stay.id), repriced
+
+
+async def _change(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
+                  changes: dict[str, Any], live: list[Any], repriced: list[uuid.UUID]) -> None:
+    # Imported here: acts build on stays, not the other way round.
+    from luxfact.stays import acts as act_service
+
+    repo = StayRepository(session, tenant_id)
     # All or nothing, whatever the caller does with the error (the desk shows it and its
-    # request commits): the kind is written first, for the acts to be priced under it.
-    async with session.begin_nested():
+    # request commits): the kind is written first, for the acts to be priced under it, and
+    # pricing one of them may refuse. Without acts to price, nothing can fail half-way.
+    async with session.begin_nested() if live else contextlib.nullcontext():
         await repo.update_stay(stay.id, {**changes, "updated_at": utcnow()})
         if "kind" in changes:
             await record(session, "stay.change_kind", "stay", stay.id,
@@ -254,7 +271,6 @@ async def change_stay(session: AsyncSession, tenant_id: uuid.UUID, stay: Stay,
                     f"The stay cannot become {changes['kind']}: {reason}. Correct or "
                     "cancel that act first.", errors=[{"field": "kind", "reason": reason}],
                     act_id=str(act.id)) from None
-    return await get_stay(session, tenant_id, stay.id), repriced
 
 
 async def require_not_invoiced(session: AsyncSession, tenant_id: uuid.UUID,

@@ -125,8 +125,14 @@ async def prepare(session: AsyncSession, job: Any) -> Outgoing | None:
 
 async def call(outgoing: Outgoing) -> int:
     """The receiver's 2xx status; DeliveryFailed otherwise. No transaction is open: a
-    receiver that hangs holds no database lock or connection."""
-    refused = await addresses.refusal(outgoing.url)  # looked up again: a name may move
+    receiver that hangs holds no database lock or connection. At most 2 × TIMEOUT: the
+    name's look-up, then the exchange."""
+    try:  # looked up again (a name may move), within the same bound as the exchange
+        async with asyncio.timeout(TIMEOUT):
+            refused = await addresses.refusal(outgoing.url)
+    except TimeoutError:
+        raise DeliveryFailed(f"not sent: the name did not resolve within {TIMEOUT:g} s"
+                             ) from None
     if refused:
         raise DeliveryFailed(f"not sent: {refused}")
     status = await post(outgoing.url, outgoing.secret, outgoing.event_id, outgoing.body)

@@ -480,6 +480,10 @@ async def test_correct_the_kind_and_doctors_of_a_stay(app: object, owner_db: Dat
         assert done.status_code == 303, done.text
         refused = await post_form(clerk, f"{stay_url}/edit", kind="outpatient")
         assert refused.status_code == 422 and "F20" in error_of(refused, "kind")
+        # The page's head shows the stay as it is, not as it was refused to become.
+        head = re.search(r'<p class="hint"><strong>[^<]*</strong>[^·]*· ([^·]*) ·',
+                         refused.text)
+        assert head and head.group(1).strip() == "Hospitalisation"
         kept = await clerk.get(stay_url)
         kind = re.search(r"<dt>Type</dt><dd>([^<·]*)", kept.text)
         assert kind and kind.group(1).strip() == "Hospitalisation"

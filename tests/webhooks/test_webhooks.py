@@ -537,3 +537,22 @@ async def test_a_hanging_receiver_leaves_a_slot_for_another_hospital(
         await draining
     finally:
         await other.stop()
+
+
+async def test_a_name_that_does_not_resolve_in_time_is_a_failed_attempt(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look-up before each delivery is bounded like the exchange: a resolver that hangs
+    fails the attempt (retried as any failure) instead of holding the job past the time
+    after which another worker would take it."""
+    async def hanging(url: str, **_: object) -> str | None:
+        await asyncio.sleep(30)
+        return None
+
+    monkeypatch.setattr(deliver, "TIMEOUT", 0.2)
+    monkeypatch.setattr(addresses, "refusal", hanging)
+    outgoing = deliver.Outgoing(uuid.uuid4(), "http://receiver.invalid/x", "s" * 32,
+                                str(uuid.uuid4()), b"{}")
+    started = time.monotonic()
+    with pytest.raises(deliver.DeliveryFailed, match=r"did not resolve within 0\.2 s"):
+        await deliver.call(outgoing)
+    assert time.monotonic() - started < 2
