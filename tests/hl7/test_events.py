@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from luxfact.auth.roles import Role
-from tests.conftest import Hospitals
+from tests.conftest import Hospital, Hospitals
 from tests.hl7 import messages as m
 from tests.hl7.helpers import (
     accepted,
@@ -434,18 +434,27 @@ async def test_a03_before_a01_then_in_order(
     assert (await stay(client, a, matricule, "V1"))["state"] == "admitted"
 
 
+async def _discharged_and_billed(client: httpx.AsyncClient, hospital: Hospital,
+                                 matricule: str, bill: dict) -> list[dict]:
+    """Visit V1 admitted on 2 March, a charge, discharged on the 5th, then billed: the
+    invoices made."""
+    await accepted(client, hospital, m.admit("C1", matricule, "V1"))
+    await accepted(client, hospital, m.dft("C2", matricule, "V1",
+                                           ("N101", "20260302100000")))
+    await accepted(client, hospital, m.adt("A03", "C3", matricule, "V1", "20260305110000",
+                                           discharge="20260305110000"))
+    discharged = await stay(client, hospital, matricule, "V1")
+    made = await client.post(f"/api/v1/stays/{discharged['id']}/invoices", json=bill,
+                             headers=hospital.auth(Role.billing))
+    assert made.status_code == 201, made.text
+    return made.json()["invoices"]
+
+
 async def test_a13_after_invoicing_is_refused(
     client: httpx.AsyncClient, hospitals: Hospitals
 ) -> None:
     a, matricule = hospitals.a, m.new_matricule()
-    await accepted(client, a, m.admit("C1", matricule, "V1"))
-    await accepted(client, a, m.dft("C2", matricule, "V1", ("N101", "20260302100000")))
-    await accepted(client, a, m.adt("A03", "C3", matricule, "V1", "20260305110000",
-                                    discharge="20260305110000"))
-    discharged = await stay(client, a, matricule, "V1")
-    bill = await client.post(f"/api/v1/stays/{discharged['id']}/invoices",
-                             json={"kind": "final"}, headers=a.auth(Role.billing))
-    assert bill.status_code == 201, bill.text
+    await _discharged_and_billed(client, a, matricule, {"kind": "final"})
     why = await refused(client, a, m.adt("A13", "C4", matricule, "V1", "20260306090000"))
     assert "closed" in why
     assert (await stay(client, a, matricule, "V1"))["state"] == "closed"
@@ -458,16 +467,8 @@ async def test_a13_after_an_interim_invoice_leaves_the_invoice_right(
     true when the discharge is undone: the A13 is taken, the invoice kept as it was, and a
     discharge is refused again on a day it billed (that would make it charge days out)."""
     a, matricule = hospitals.a, m.new_matricule()
-    await accepted(client, a, m.admit("C1", matricule, "V1"))
-    await accepted(client, a, m.dft("C2", matricule, "V1", ("N101", "20260302100000")))
-    await accepted(client, a, m.adt("A03", "C3", matricule, "V1", "20260305110000",
-                                    discharge="20260305110000"))
-    discharged = await stay(client, a, matricule, "V1")
-    bill = await client.post(f"/api/v1/stays/{discharged['id']}/invoices",
-                             json={"kind": "interim", "until": "2026-03-05"},
-                             headers=a.auth(Role.billing))
-    assert bill.status_code == 201, bill.text
-    invoices = bill.json()["invoices"]
+    invoices = await _discharged_and_billed(client, a, matricule,
+                                            {"kind": "interim", "until": "2026-03-05"})
     await accepted(client, a, m.adt("A13", "C4", matricule, "V1", "20260306090000"))
     assert (await stay(client, a, matricule, "V1"))["state"] == "admitted"
     for invoice in invoices:
