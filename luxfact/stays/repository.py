@@ -133,9 +133,14 @@ class StayRepository:
         await insert_recorded(self.session, S, {"tenant_id": self.tenant_id, **values}, event)
 
     async def update_stay(self, stay_id: uuid.UUID, values: dict[str, Any]) -> None:
-        await self.session.execute(_update_stay(tuple(values)), {
+        await self.session.execute(*self._stay_update(stay_id, values))
+
+    def _stay_update(self, stay_id: uuid.UUID, values: dict[str, Any]
+                     ) -> tuple[Update, dict[str, Any]]:
+        """The prebuilt UPDATE of these columns and its parameters."""
+        return _update_stay(tuple(values)), {
             "b_tenant_id": self.tenant_id, "b_stay_id": stay_id,
-            **{f"v_{name}": value for name, value in values.items()}})
+            **{f"v_{name}": value for name, value in values.items()}}
 
     async def set_state(self, stay_id: uuid.UUID, state: str, at: datetime) -> None:
         await self.session.execute(SET_STAY_STATE, {"b_tenant_id": self.tenant_id,
@@ -164,22 +169,16 @@ class StayRepository:
     async def insert_movement(self, values: dict[str, Any],
                               event: dict[str, Any] | None = None, *,
                               stay_changes: dict[str, Any] | None = None) -> None:
-        """The movement, and with it its audit event (`event_values`) and the stay's new
-        state (`update_stay`) when given: one statement on PostgreSQL, the movement and the
-        stay in data-modifying CTEs (`insert_recorded`)."""
+        """The movement, and with it its audit event (`event_values`) when given, and with
+        both the stay's new state (`update_stay`): one statement on PostgreSQL, the movement
+        and the stay in data-modifying CTEs (`insert_recorded`)."""
         row = {"tenant_id": self.tenant_id, **values}
         if event is None:
             await self.session.execute(INSERT_MOVEMENT, row)
-        elif stay_changes is None or self.session.get_bind().dialect.name != "postgresql":
-            await insert_recorded(self.session, M, row, event)
-        else:
-            await insert_recorded(self.session, M, row, event, also=(
-                _update_stay(tuple(stay_changes)), {
-                    "b_tenant_id": self.tenant_id, "b_stay_id": values["stay_id"],
-                    **{f"v_{name}": value for name, value in stay_changes.items()}}))
             return
-        if stay_changes is not None:
-            await self.update_stay(values["stay_id"], stay_changes)
+        also = None if stay_changes is None else self._stay_update(values["stay_id"],
+                                                                   stay_changes)
+        await insert_recorded(self.session, M, row, event, also=also)
 
     async def mark_cancelled(self, movement_id: uuid.UUID, by: uuid.UUID) -> None:
         await self.session.execute(update(M).where(M.c.tenant_id == self.tenant_id,
